@@ -1,0 +1,1 @@
+"""The inspection engine: model, training, scoring, camera and log. Never imports Qt."""
