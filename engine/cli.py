@@ -1,0 +1,253 @@
+"""`python main.py train | score | eval`: the engine from the command line.
+
+The same engine functions the GUI calls; this file only parses arguments, shows progress
+bars and prints results. User errors (InspectError) become one line and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from engine.data import expand_inputs, list_images, load_images, load_mask, load_rgb, mvtec_category
+from engine.errors import InspectError
+from engine.model import ModelConfig, save_checkpoint
+from engine.train import TrainConfig, TrainingCancelled, train
+
+
+class ProgressBar:
+    """A tqdm bar fed by progress(fraction, message) callbacks; messages that start with
+    'WARNING' or 'skipped' are printed above the bar instead of replacing its text."""
+
+    def __init__(self, desc: str, quiet: bool = False):
+        self.bar = tqdm(total=1000, desc=desc, unit="‰", disable=quiet, file=sys.stderr,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}")
+        self.quiet = quiet
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if message.startswith(("WARNING", "skipped")):
+            tqdm.write(message, file=sys.stderr)
+        else:
+            self.bar.set_postfix_str(message, refresh=False)
+        target = int(max(0.0, min(1.0, fraction)) * 1000)
+        if target > self.bar.n:
+            self.bar.update(target - self.bar.n)
+        else:
+            self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _add_train_options(p: argparse.ArgumentParser, default_steps: int) -> None:
+    p.add_argument("--size", choices=["small", "medium"], default="small", help="PDN variant")
+    p.add_argument("--image-size", type=int, default=256, help="network input side (multiple of 32)")
+    p.add_argument("--steps", type=int, default=default_steps)
+    p.add_argument("--teacher", default="default",
+                   help="teacher file, 'default' (shipped) or 'random' (far below the paper's results)")
+    p.add_argument("--penalty", default="default",
+                   help="folder of natural images for the penalty term, 'default' or 'none'")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="training arithmetic; auto = bf16 mixed precision where supported")
+
+
+def _train_config(a: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(model=ModelConfig(size=a.size, image_size=a.image_size), steps=a.steps,
+                       teacher=a.teacher, penalty=a.penalty, seed=a.seed, device=a.device,
+                       precision=a.precision)
+
+
+def _skip(path: Path, message: str) -> None:
+    tqdm.write(f"skipped: {message}", file=sys.stderr)
+
+
+def _run(fn, argv) -> int:
+    try:
+        return fn(argv)
+    except InspectError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except TrainingCancelled as e:
+        print(f"stopped: {e}; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+# -- train ------------------------------------------------------------------------------
+def train_main(argv: list[str]) -> int:
+    return _run(_train_cmd, argv)
+
+
+def _train_cmd(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="main.py train", description="Learn good parts from a folder.")
+    p.add_argument("--good", required=True, help="folder of good images")
+    p.add_argument("--out", required=True, help="model file to write")
+    _add_train_options(p, default_steps=70_000)
+    a = p.parse_args(argv)
+    cfg = _train_config(a)
+    images, _ = load_images(list_images(a.good), _skip)
+    out = Path(a.out)
+    resume = out.with_name(out.name + ".partial.pt")
+    bar = ProgressBar("train")
+    try:
+        result = train(cfg, images, bar, resume_path=resume)
+    except KeyboardInterrupt:
+        raise TrainingCancelled("interrupted") from None
+    finally:
+        bar.close()
+    save_checkpoint(result.model, out, result.meta)
+    m = result.meta
+    print(f"saved {out}: threshold {m['threshold']:.4f} ({m['n_train']} training images, "
+          f"{m['n_holdout']} held out, {m['train_seconds']:.0f} s)")
+    return 0
+
+
+# -- score ------------------------------------------------------------------------------
+def score_main(argv: list[str]) -> int:
+    return _run(_score_cmd, argv)
+
+
+def _score_cmd(argv: list[str]) -> int:
+    from engine.scoring import Scorer, overlay
+    import cv2
+
+    p = argparse.ArgumentParser(prog="main.py score", description="Score images with a model.")
+    p.add_argument("--model", required=True)
+    p.add_argument("inputs", nargs="+", help="images or folders")
+    p.add_argument("--overlays", help="folder to write image+map overlays to")
+    p.add_argument("--threshold", type=float, help="override the model's threshold")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    a = p.parse_args(argv)
+    scorer = Scorer.from_file(a.model, a.device)
+    threshold = scorer.threshold if a.threshold is None else a.threshold
+    paths = expand_inputs(a.inputs)
+    out_dir = Path(a.overlays) if a.overlays else None
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    n_fail = n_bad = 0
+    for path in tqdm(paths, desc="score", file=sys.stderr, disable=len(paths) < 10):
+        try:
+            rgb = load_rgb(path)
+        except InspectError as e:
+            n_bad += 1
+            tqdm.write(f"skipped: {e}", file=sys.stderr)
+            continue
+        r = scorer.score([rgb], with_maps=out_dir is not None)
+        score = float(r.scores[0])
+        verdict = scorer.decide(score, threshold).value
+        n_fail += verdict == "FAIL"
+        if a.json:
+            print(json.dumps({"path": str(path), "score": score, "verdict": verdict}))
+        else:
+            print(f"{path}\t{score:.4f}\t{verdict}")
+        if out_dir is not None:
+            ov = overlay(rgb, r.maps[0], threshold)
+            cv2.imwrite(str(out_dir / f"{path.stem}_overlay.png"), ov[:, :, ::-1])
+    print(f"{len(paths) - n_bad} scored, {n_fail} FAIL at threshold {threshold:.4f}"
+          + (f", {n_bad} unreadable" if n_bad else ""), file=sys.stderr)
+    return 0
+
+
+# -- eval -------------------------------------------------------------------------------
+def eval_main(argv: list[str]) -> int:
+    return _run(_eval_cmd, argv)
+
+
+def evaluate(root: str, category: str, cfg: TrainConfig, progress=lambda f, m: None,
+             skip=lambda p, m: None) -> dict:
+    """Train on train/good, score test/*, return the MVTec metrics (overall and per type)."""
+    from engine.metrics import au_pro, image_auroc, pixel_auroc
+    from engine.scoring import Scorer
+
+    good_dir, items = mvtec_category(root, category)
+    good, _ = load_images(list_images(good_dir), skip)
+    t0 = time.time()
+    result = train(cfg, good, lambda f, m: progress(0.9 * f, m))
+    train_s = time.time() - t0
+    scorer = Scorer(result.model, result.meta, cfg.device)
+    scores, maps, masks, types = [], [], [], []
+    t_score = 0.0
+    for i, item in enumerate(items):
+        try:
+            rgb = load_rgb(item.path)
+        except InspectError as e:
+            skip(item.path, str(e))
+            continue
+        mask = (np.zeros(rgb.shape[:2], bool) if item.mask_path is None
+                else load_mask(item.mask_path, rgb.shape[:2]))
+        r = scorer.score([rgb])
+        t_score += r.latency_ms
+        scores.append(float(r.scores[0]))
+        maps.append(r.maps[0])
+        masks.append(mask)
+        types.append(item.defect_type)
+        progress(0.9 + 0.1 * (i + 1) / len(items), f"scored {i + 1}/{len(items)}")
+    scores_a = np.array(scores)
+    labels = np.array([t != "good" for t in types])
+
+    def metrics(sel: np.ndarray) -> dict:
+        sel_maps = [maps[i] for i in np.flatnonzero(sel)]
+        sel_masks = [masks[i] for i in np.flatnonzero(sel)]
+        out = {"image_auroc": image_auroc(scores_a[sel], labels[sel]),
+               "pixel_auroc": pixel_auroc(sel_maps, sel_masks)}
+        try:
+            out["au_pro"] = au_pro(sel_maps, sel_masks)
+        except ValueError:          # e.g. a defect type whose masks are all empty
+            out["au_pro"] = None
+        out["n_images"] = int(sel.sum())
+        return out
+
+    is_good = np.array([t == "good" for t in types])
+    overall = metrics(np.ones(len(types), bool))
+    per_type = {t: metrics(is_good | (np.array(types) == t))
+                for t in sorted(set(types) - {"good"})}
+    thr = result.meta["threshold"]
+    return {
+        "category": category, "steps": cfg.steps, "size": cfg.model.size,
+        "image_size": cfg.model.image_size, "teacher": result.meta["teacher"],
+        **{k: v for k, v in overall.items()},
+        "per_type": per_type,
+        "threshold": thr,
+        "false_reject_rate": float(np.mean(scores_a[is_good] >= thr)),
+        "miss_rate": float(np.mean(scores_a[~is_good] < thr)),
+        "train_seconds": train_s, "ms_per_image": t_score / max(len(scores), 1),
+        "device": result.meta["device"],
+    }
+
+
+def _eval_cmd(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="main.py eval",
+                                description="Train and evaluate on an MVTec-layout category.")
+    p.add_argument("--data", required=True, help="root folder (ROOT/CATEGORY/train/good, ...)")
+    p.add_argument("--category", required=True)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_train_options(p, default_steps=70_000)
+    a = p.parse_args(argv)
+    bar = ProgressBar("eval", quiet=False)
+    try:
+        res = evaluate(a.data, a.category, _train_config(a), bar, _skip)
+    finally:
+        bar.close()
+    if a.json:
+        print(json.dumps(res, indent=None))
+        return 0
+    fmt = lambda v: "  n/a" if v is None else f"{v:.4f}"
+    print(f"{res['category']}: EfficientAD-{res['size'][0].upper()} {res['image_size']} px, "
+          f"{res['steps']} steps, teacher {res['teacher']}, {res['device']}")
+    print(f"{'type':<16}{'images':>7}{'img AUROC':>11}{'px AUROC':>10}{'AU-PRO':>9}")
+    rows = [("ALL", res)] + list(res["per_type"].items())
+    for name, r in rows:
+        print(f"{name:<16}{r['n_images']:>7}{fmt(r['image_auroc']):>11}{fmt(r['pixel_auroc']):>10}"
+              f"{fmt(r['au_pro']):>9}")
+    print(f"threshold {res['threshold']:.4f}: false rejects {res['false_reject_rate']:.1%} of good, "
+          f"misses {res['miss_rate']:.1%} of defective")
+    print(f"train {res['train_seconds']:.0f} s, score {res['ms_per_image']:.1f} ms/image")
+    return 0

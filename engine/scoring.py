@@ -1,0 +1,85 @@
+"""Scoring frames with a trained model: uint8 RGB in, scores and anomaly maps out.
+
+    scorer = Scorer.from_file("model.pt")          # CUDA if present, else CPU
+    result = scorer.score([frame_a, frame_b])        # frames of any sizes
+    result.scores  -> (B,) float64;  result.maps[i] -> H_i×W_i float32 at frame i's size
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from engine.device import resolve_device
+from engine.errors import InspectError
+from engine.model import EfficientAD, load_checkpoint, map_to_image
+from engine.preprocess import frames_to_tensor
+from engine.types import Decision, decide
+
+
+@dataclass(frozen=True, eq=False)
+class ScoreResult:
+    scores: np.ndarray              # (B,) float64 image scores: each map's maximum
+    maps: list[np.ndarray] | None   # B maps, H×W float32 at each frame's resolution
+    latency_ms: float               # wall time of the whole batch
+
+
+class Scorer:
+    def __init__(self, model: EfficientAD, meta: dict | None = None, device: str = "auto"):
+        self.device = resolve_device(device)
+        self.model = model.eval().to(self.device)
+        self.meta = dict(meta or {})
+        self.image_size = model.config.image_size
+        self.threshold = float(self.meta.get("threshold", 0.5))
+        self.model_id = str(self.meta.get("model_id", ""))
+
+    @classmethod
+    def from_file(cls, path: str | Path, device: str = "auto") -> "Scorer":
+        model, meta = load_checkpoint(path)
+        return cls(model, meta, device)
+
+    @torch.inference_mode()
+    def score(self, frames: list[np.ndarray] | np.ndarray, with_maps: bool = True) -> ScoreResult:
+        """Score a batch. Frames: H×W×3 uint8 RGB (a list of any sizes, or a (B,H,W,3) array)."""
+        if isinstance(frames, np.ndarray):
+            frames = [frames] if frames.ndim == 3 else list(frames)
+        if not frames:
+            return ScoreResult(np.zeros(0), [] if with_maps else None, 0.0)
+        for i, f in enumerate(frames):
+            if f.dtype != np.uint8 or f.ndim != 3 or f.shape[2] != 3:
+                raise InspectError(f"Frame {i} must be H×W×3 uint8 RGB, got {f.dtype} {f.shape}.")
+        t0 = time.perf_counter()
+        x = self.model.normalize_image(frames_to_tensor(frames, self.image_size, self.device))
+        small = self.model(x)                                              # (B,1,s,s)
+        scores, maps = [], []
+        for i, f in enumerate(frames):
+            # Upsample on the device and take the maximum there; copy only what is asked for.
+            full = map_to_image(small[i:i + 1], self.image_size, f.shape[:2])[0, 0]  # (H,W)
+            scores.append(full.max())
+            if with_maps:
+                maps.append(full.float().cpu().numpy())
+        score_arr = torch.stack(scores).double().cpu().numpy()
+        return ScoreResult(score_arr, maps if with_maps else None,
+                           (time.perf_counter() - t0) * 1000.0)
+
+    def decide(self, score: float, threshold: float | None = None,
+               review_below: float | None = None) -> Decision:
+        return decide(score, self.threshold if threshold is None else threshold, review_below)
+
+
+def overlay(rgb: np.ndarray, anomaly_map: np.ndarray, threshold: float, opacity: float = 0.5
+            ) -> np.ndarray:
+    """Frame with the map drawn over it (JET colours; the threshold sits at 2/3 of the scale).
+
+    Only regions approaching the threshold are tinted, so a good part still looks like itself.
+    """
+    scale = max(float(threshold), 1e-6) * 1.5
+    v = np.clip(anomaly_map / scale, 0.0, 1.0)                          # (H,W) 0..1
+    heat = cv2.applyColorMap((v * 255).astype(np.uint8), cv2.COLORMAP_JET)[:, :, ::-1]
+    alpha = (opacity * np.clip(v * 1.5, 0.0, 1.0))[:, :, None]
+    out = rgb.astype(np.float32) * (1 - alpha) + heat.astype(np.float32) * alpha
+    return np.ascontiguousarray(np.clip(out, 0, 255).astype(np.uint8))

@@ -1,0 +1,436 @@
+"""Training EfficientAD on good images, as in the paper (Batzner et al., Alg. 1 and §3).
+
+train(cfg, images, progress, should_stop) -> TrainResult
+  1. split the good images: 10% held out (map quantiles, threshold), the rest trains
+  2. teacher frozen; per-channel mean/std of its outputs over the training images
+  3. each step: L_ST (hard-feature loss, p_hard=0.999, + penalty on natural images)
+                + L_AE (A vs T on a colour-jittered image) + L_STAE (S's 2nd half vs A)
+     Adam lr 1e-4, wd 1e-5, lr ×0.1 at 95% of the steps
+  4. q_a=0.9 / q_b=0.995 quantiles of M_ST and M_AE on the held-out images
+  5. default threshold from the held-out image scores (see `default_threshold`)
+A resume file is written every `checkpoint_every` steps and on cancel; a killed run resumes.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torchvision.transforms.v2 import functional as TF
+
+from engine.data import list_images, load_images
+from engine.device import resolve_device
+from engine.errors import InspectError
+from engine.model import (TEACHER_CHANNELS, EfficientAD, ModelConfig, load_teacher_state,
+                          map_to_image)
+from engine.preprocess import frames_to_tensor
+
+RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+MIN_GOOD_IMAGES = 5
+RESUME_FORMAT = "inspect-line/efficientad-resume"
+
+Progress = Callable[[float, str], None]
+ShouldStop = Callable[[], bool]
+
+
+class TrainingCancelled(Exception):
+    """Raised when should_stop() turned true; the resume file (if any) is up to date."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    steps: int = 70_000
+    batch_size: int = 1                 # the paper trains with one image per step
+    lr: float = 1e-4
+    weight_decay: float = 1e-5
+    lr_drop_at: float = 0.95            # lr ×0.1 after this fraction of the steps
+    p_hard: float = 0.999
+    holdout_fraction: float = 0.1       # of the GOOD images, for map quantiles and threshold
+    q_a: float = 0.9
+    q_b: float = 0.995
+    teacher: str = "default"            # "default" (shipped file), a path, or "random"
+    penalty: str = "default"            # "default" (shipped folder), a folder, or "none"
+    seed: int = 0
+    device: str = "auto"
+    # "auto": bf16 mixed precision where the hardware has it (CUDA, or a CPU with AVX-512 BF16 /
+    # AMX: about 2x faster here), fp32 elsewhere. Weights, optimizer and losses stay fp32.
+    precision: str = "auto"             # "auto" | "fp32" | "bf16"
+    checkpoint_every: int = 500         # steps between resume files
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise InspectError(f"Training needs at least 1 step, not {self.steps}.")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise InspectError(f"Precision must be auto, fp32 or bf16, not {self.precision!r}.")
+        if not 0.0 < self.holdout_fraction < 0.5:
+            raise InspectError("The held-out fraction of good images must be between 0 and 0.5.")
+
+
+@dataclass
+class TrainResult:
+    model: EfficientAD                  # eval mode, on the CPU
+    meta: dict                          # threshold, held-out scores, losses, timings, ...
+
+
+def default_teacher_path(size: str) -> Path:
+    return RESOURCES / "teachers" / f"teacher_{size}.pth"
+
+
+def default_penalty_dir() -> Path:
+    return RESOURCES / "penalty"
+
+
+def default_threshold(holdout_scores: np.ndarray) -> float:
+    """The documented rule, on the held-out good image scores:
+
+        base      = max(99th percentile, median + 4·σ̂),   σ̂ = 1.4826·MAD (robust std)
+        threshold = base + max(0.2·|base|, 0.02)
+
+    The robust spread keeps one odd good image from dragging the threshold around. The
+    margin (20%, at least 0.02 = a fifth of the q_b level of 0.1) is there because the held-out
+    images also set the map normalisation, so their scores run a little lower than those of
+    good parts the model has never seen.
+    """
+    s = np.asarray(holdout_scores, dtype=np.float64)
+    med = float(np.median(s))
+    sigma = 1.4826 * float(np.median(np.abs(s - med)))
+    base = float(max(np.quantile(s, 0.99), med + 4.0 * sigma))
+    return base + max(0.2 * abs(base), 0.02)
+
+
+def quantile(values: np.ndarray | torch.Tensor, q: float) -> float:
+    """Linear-interpolated quantile of any number of elements (torch.quantile stops at 2^24)."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().float().cpu().numpy()
+    flat = np.asarray(values, dtype=np.float32).ravel()
+    if flat.size == 0:
+        raise ValueError("quantile of an empty set")
+    return float(np.quantile(flat, q))
+
+
+def hard_feature_loss(distance: torch.Tensor, p_hard: float) -> torch.Tensor:
+    """Mean of the distances at or above their p_hard quantile (top (1-p_hard) share).
+
+    topk instead of torch.quantile: exact same set up to rounding of the count, and it
+    works above torch.quantile's 2^24-element limit (large input sizes).
+    """
+    flat = distance.flatten()
+    k = max(1, int(math.ceil((1.0 - p_hard) * flat.numel())))
+    return flat.topk(k, sorted=False).values.mean()
+
+
+def color_jitter(x: torch.Tensor, gen: random.Random) -> torch.Tensor:
+    """One of brightness / contrast / saturation, factor in [0.8, 1.2], as the authors do."""
+    factor = gen.uniform(0.8, 1.2)
+    kind = gen.randrange(3)
+    if kind == 0:
+        return TF.adjust_brightness(x, factor)
+    if kind == 1:
+        return TF.adjust_contrast(x, factor)
+    return TF.adjust_saturation(x, factor)
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    if precision == "fp32":
+        return False
+    if device.type == "cuda":
+        ok = torch.cuda.is_bf16_supported()
+    else:
+        ok = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if precision == "bf16" and not ok:
+        raise InspectError(f"bf16 was asked for but {device} does not support it; use fp32.")
+    return ok
+
+
+def _split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    order = np.random.default_rng(seed).permutation(n).tolist()
+    n_hold = max(2, int(round(n * fraction)))     # two at least: one image is no statistic
+    return sorted(order[n_hold:]), sorted(order[:n_hold])
+
+
+def _fingerprint(images: list[np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for im in images:
+        h.update(str(im.shape).encode())
+        h.update(im[:: max(1, im.shape[0] // 16), :: max(1, im.shape[1] // 16)].tobytes())
+    return h.hexdigest()[:16]
+
+
+def _load_penalty(cfg: TrainConfig, progress: Progress) -> list[np.ndarray]:
+    if cfg.penalty == "none":
+        return []
+    folder = default_penalty_dir() if cfg.penalty == "default" else Path(cfg.penalty)
+    paths = list_images(folder) if folder.is_dir() else []
+    images, _ = load_images(paths, lambda p, msg: progress(0.0, f"skipped penalty image: {msg}"))
+    if not images:
+        raise InspectError(
+            f"No natural images for the student's penalty term in {folder}. Point --penalty to a "
+            "folder of ordinary photos, or pass --penalty none (less robust to unusual parts).")
+    return images
+
+
+def _penalty_batch(images: list[np.ndarray], s: int, gen: random.Random, device) -> torch.Tensor:
+    """Authors' penalty transform: resize to 2S, random grayscale (p=0.3), centre crop S."""
+    im = images[gen.randrange(len(images))]
+    x = frames_to_tensor([im], 2 * s, device)[:, :, s // 2: s // 2 + s, s // 2: s // 2 + s]
+    if gen.random() < 0.3:
+        x = TF.rgb_to_grayscale(x, num_output_channels=3)
+    return x
+
+
+def _setup_teacher(model: EfficientAD, cfg: TrainConfig, progress: Progress) -> str:
+    if cfg.teacher == "random":
+        progress(0.0, "WARNING: random teacher: results will be far below the paper's. "
+                      "Use the shipped teacher or --teacher FILE for real inspection.")
+        return "random"
+    path = default_teacher_path(cfg.model.size) if cfg.teacher == "default" else Path(cfg.teacher)
+    if not path.is_file():
+        raise InspectError(
+            f"Teacher file {path} not found. Pass --teacher FILE (e.g. the authors' "
+            f"teacher_{cfg.model.size}.pth), or --teacher random to train without a pretrained "
+            "teacher (results will be far below the paper's).")
+    load_teacher_state(model.teacher, path)
+    return str(path)
+
+
+@torch.no_grad()
+def _teacher_stats(model: EfficientAD, train_x: torch.Tensor, device) -> None:
+    """Per-channel mean/std of T's raw outputs over the training images (two passes)."""
+    c = model.config.out_channels
+    total, sq, count = torch.zeros(c, dtype=torch.float64), torch.zeros(c, dtype=torch.float64), 0
+    for i in range(0, len(train_x), 8):
+        x = model.normalize_image(train_x[i:i + 8].to(device).float() / 255)
+        t = model.teacher(x).double()                         # (b,384,s,s)
+        total += t.sum(dim=(0, 2, 3)).cpu()
+        count += t.shape[0] * t.shape[2] * t.shape[3]
+    mean = total / count
+    for i in range(0, len(train_x), 8):
+        x = model.normalize_image(train_x[i:i + 8].to(device).float() / 255)
+        t = model.teacher(x).double()
+        sq += ((t - mean.to(t.device).view(1, c, 1, 1)) ** 2).sum(dim=(0, 2, 3)).cpu()
+    std = (sq / count).sqrt().clamp_min(1e-6)
+    model.teacher_mean.copy_(mean.float().view(1, c, 1, 1))
+    model.teacher_std.copy_(std.float().view(1, c, 1, 1))
+
+
+@torch.no_grad()
+def raw_holdout_maps(model: EfficientAD, hold_x: torch.Tensor, device) -> tuple[np.ndarray, np.ndarray]:
+    st, ae = [], []
+    for i in range(0, len(hold_x), 8):
+        x = model.normalize_image(hold_x[i:i + 8].to(device).float() / 255)
+        m_st, m_ae = model.raw_maps(x)
+        st.append(m_st.float().cpu().numpy())
+        ae.append(m_ae.float().cpu().numpy())
+    return np.concatenate(st), np.concatenate(ae)
+
+
+@torch.no_grad()
+def _holdout_scores(model: EfficientAD, hold_x: torch.Tensor, device) -> np.ndarray:
+    scores = []
+    s = model.config.image_size
+    for i in range(0, len(hold_x), 8):
+        x = model.normalize_image(hold_x[i:i + 8].to(device).float() / 255)
+        m = map_to_image(model(x), s, (s, s))
+        scores.append(m.amax(dim=(1, 2, 3)).cpu().numpy())
+    return np.concatenate(scores).astype(np.float64)
+
+
+def _save_resume(path: Path, step: int, model, opt, sched, gen, cfg, fingerprint, losses) -> None:
+    state = {
+        "format": RESUME_FORMAT, "step": step, "config": asdict(cfg), "fingerprint": fingerprint,
+        "student": model.student.state_dict(), "autoencoder": model.autoencoder.state_dict(),
+        "teacher": model.teacher.state_dict(),
+        "teacher_mean": model.teacher_mean, "teacher_std": model.teacher_std,
+        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+        "torch_rng": torch.get_rng_state(), "py_rng": gen.getstate(), "losses": losses,
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _comparable(cfg: TrainConfig) -> dict:
+    d = asdict(cfg)
+    for k in ("device", "checkpoint_every"):      # may change between a run and its resume
+        d.pop(k)
+    return d
+
+
+def train(cfg: TrainConfig, images: list[np.ndarray], progress: Progress = lambda f, m: None,
+          should_stop: ShouldStop = lambda: False, resume_path: str | Path | None = None
+          ) -> TrainResult:
+    """Learn good parts. `images` are H×W×3 uint8 RGB good images (any sizes)."""
+    try:
+        return _train(cfg, images, progress, should_stop, Path(resume_path) if resume_path else None)
+    except torch.OutOfMemoryError as e:
+        raise InspectError(
+            f"Training ran out of memory on {cfg.device} ({str(e).splitlines()[0][:120]}). Use a "
+            "smaller model input size or the CPU, or close other programs using the GPU.") from e
+    except MemoryError as e:
+        raise InspectError("Training ran out of memory. Use fewer or smaller images, or a "
+                           "smaller model input size.") from e
+
+
+def _train(cfg, images, progress, should_stop, resume_path) -> TrainResult:
+    started = time.time()
+    if len(images) < MIN_GOOD_IMAGES:
+        raise InspectError(
+            f"Learning needs at least {MIN_GOOD_IMAGES} good images (10% are held out to set the "
+            f"threshold); got {len(images)}. Capture or import more good parts.")
+    for i, im in enumerate(images):
+        if im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3:
+            raise InspectError(f"Good image {i} is not H×W×3 uint8 RGB ({im.dtype}, {im.shape}).")
+        if min(im.shape[:2]) < 32:
+            raise InspectError(f"Good image {i} is only {im.shape[1]}×{im.shape[0]} pixels; "
+                               "at least 32×32 is needed.")
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    gen = random.Random(cfg.seed)
+    s = cfg.model.image_size
+
+    model = EfficientAD(cfg.model)
+    teacher_source = _setup_teacher(model, cfg, progress)
+    penalty_images = _load_penalty(cfg, progress)
+    train_idx, hold_idx = _split(len(images), cfg.holdout_fraction, cfg.seed)
+    progress(0.0, f"{len(train_idx)} training images, {len(hold_idx)} held out")
+    # All images resized once, kept as uint8 (N,3,S,S) on the CPU.
+    all_x = torch.cat([(frames_to_tensor([im], s, torch.device("cpu")) * 255).round().to(torch.uint8)
+                       for im in images])
+    train_x, hold_x = all_x[train_idx], all_x[hold_idx]
+    model.to(device).to(memory_format=torch.channels_last)
+    bf16 = use_bf16(cfg.precision, device)
+
+    fingerprint = _fingerprint(images)
+    opt = torch.optim.Adam(list(model.student.parameters()) + list(model.autoencoder.parameters()),
+                           lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, int(cfg.lr_drop_at * cfg.steps)),
+                                            gamma=0.1)
+    start_step, losses = 0, []
+    resumed = resume_path is not None and resume_path.is_file()
+    if resumed:
+        state = torch.load(resume_path, map_location="cpu", weights_only=False)
+        if state.get("format") != RESUME_FORMAT or _comparable_dict(state["config"]) != _comparable(cfg) \
+                or state["fingerprint"] != fingerprint:
+            raise InspectError(
+                f"{resume_path} belongs to a training run with other settings or images; delete "
+                "it to start afresh.")
+        model.student.load_state_dict(state["student"])
+        model.autoencoder.load_state_dict(state["autoencoder"])
+        model.teacher.load_state_dict(state["teacher"])
+        model.teacher_mean.copy_(state["teacher_mean"])
+        model.teacher_std.copy_(state["teacher_std"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        gen.setstate(state["py_rng"])
+        start_step, losses = int(state["step"]), list(state["losses"])
+        progress(start_step / cfg.steps, f"resumed at step {start_step}")
+    else:
+        progress(0.0, "teacher statistics")
+        _teacher_stats(model, train_x, device)
+
+    c = TEACHER_CHANNELS
+    model.teacher.eval()
+    model.student.train()
+    model.autoencoder.train()
+    t0, window = time.time(), []
+    for step in range(start_step, cfg.steps):
+        if should_stop():
+            if resume_path is not None:
+                _save_resume(resume_path, step, model, opt, sched, gen, cfg, fingerprint, losses)
+            raise TrainingCancelled(f"training stopped at step {step} of {cfg.steps}")
+        idx = [gen.randrange(len(train_x)) for _ in range(cfg.batch_size)]
+        x01 = train_x[idx].to(device).float() / 255                       # (B,3,S,S)
+        x_st = model.normalize_image(x01)
+        x_ae = model.normalize_image(torch.stack([color_jitter(x, gen) for x in x01]))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            b = x_st.shape[0]
+            with torch.no_grad():
+                t_both = model.teacher_features(torch.cat([x_st, x_ae]))      # (2B,384,s,s)
+            t_st, t_ae = t_both[:b], t_both[b:]
+            # One student pass over [ST image, jittered AE image, penalty image]: same maths as
+            # three passes (no batch norm in a PDN), less overhead.
+            x_pen = None
+            if penalty_images:
+                x_pen = model.normalize_image(_penalty_batch(penalty_images, s, gen, device))
+            s_all = model.student(torch.cat([x_st, x_ae] + ([x_pen] if x_pen is not None else [])))
+            s_st, s_ae = s_all[:b, :c], s_all[b:2 * b, c:]                    # (B,384,s,s) each
+            loss_penalty = (s_all[2 * b:, :c].float() ** 2).mean() if x_pen is not None \
+                else torch.zeros((), device=device)
+            loss_hard = hard_feature_loss((t_st.float() - s_st.float()) ** 2, cfg.p_hard)
+            a = model.autoencoder(x_ae)                                         # (B,384,s,s)
+            loss_ae = ((t_ae.float() - a.float()) ** 2).mean()
+            loss_stae = ((a.float() - s_ae.float()) ** 2).mean()
+        loss = loss_hard + loss_penalty + loss_ae + loss_stae
+        if not torch.isfinite(loss):
+            raise InspectError(f"Training diverged at step {step} (loss {loss.item()}). "
+                               "Check the good images (all black or blank?) or lower the step count.")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        window.append([loss_hard.item(), loss_penalty.item(), loss_ae.item(), loss_stae.item()])
+        done = step + 1
+        if done % 50 == 0 or done == cfg.steps:
+            mean = np.mean(window, axis=0).tolist()
+            losses.append([done] + mean)
+            window = []
+            rate = (done - start_step) / max(time.time() - t0, 1e-9)
+            progress(done / cfg.steps * 0.97,
+                     f"step {done}/{cfg.steps} loss {sum(mean):.4f} ({rate:.1f} steps/s)")
+        if resume_path is not None and done % cfg.checkpoint_every == 0 and done < cfg.steps:
+            _save_resume(resume_path, done, model, opt, sched, gen, cfg, fingerprint, losses)
+
+    progress(0.97, "map normalisation on held-out good images")
+    model.eval()
+    m_st, m_ae = raw_holdout_maps(model, hold_x, device)
+    with torch.no_grad():
+        model.q_st_a.fill_(quantile(m_st, cfg.q_a))
+        model.q_st_b.fill_(quantile(m_st, cfg.q_b))
+        model.q_ae_a.fill_(quantile(m_ae, cfg.q_a))
+        model.q_ae_b.fill_(quantile(m_ae, cfg.q_b))
+        # Degenerate maps (e.g. a constant image set) would divide by zero.
+        for a_, b_ in ((model.q_st_a, model.q_st_b), (model.q_ae_a, model.q_ae_b)):
+            if float(b_ - a_) < 1e-9:
+                b_.copy_(a_ + 1e-6)
+    hold_scores = _holdout_scores(model, hold_x, device)
+    threshold = default_threshold(hold_scores)
+    model.cpu()
+    meta = {
+        "model_id": uuid.uuid4().hex[:12],
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "threshold": threshold,
+        "threshold_rule": "base=max(p99, median+4*1.4826*MAD) of held-out good scores; base+max(0.2*|base|, 0.02)",
+        "holdout_scores": hold_scores.tolist(),
+        "holdout_false_reject_rate": float(np.mean(hold_scores >= threshold)),
+        "n_train": len(train_idx), "n_holdout": len(hold_idx),
+        "teacher": teacher_source, "penalty": cfg.penalty, "penalty_images": len(penalty_images),
+        "train_config": asdict(cfg), "steps": cfg.steps, "resumed": resumed,
+        "precision": "bf16" if bf16 else "fp32",
+        "losses": losses, "train_seconds": time.time() - started, "device": str(device),
+    }
+    if resume_path is not None and resume_path.is_file():
+        resume_path.unlink()
+    progress(1.0, f"done: threshold {threshold:.4f}")
+    return TrainResult(model, meta)
+
+
+def _comparable_dict(d: dict) -> dict:
+    d = dict(d)
+    d.pop("device", None)
+    d.pop("checkpoint_every", None)
+    return d
+
+
+def train_config_from_dict(d: dict) -> TrainConfig:
+    d = dict(d)
+    d["model"] = ModelConfig.from_dict(d.get("model", {}))
+    return replace(TrainConfig(), **{k: v for k, v in d.items() if k in TrainConfig.__dataclass_fields__})
