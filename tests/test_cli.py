@@ -1,0 +1,71 @@
+"""The command line end to end on tiny synthetic data (random teacher, few steps)."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+import main
+from synthetic import make_part, write_mvtec
+
+
+@pytest.fixture()
+def good_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    d = tmp_path / "good"
+    d.mkdir()
+    for i in range(10):
+        cv2.imwrite(str(d / f"{i:02d}.png"), make_part(rng)[0][:, :, ::-1])
+    (d / "zz_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    return d
+
+
+TINY = ["--steps", "30", "--image-size", "64", "--teacher", "random", "--penalty", "none",
+        "--device", "cpu"]
+
+
+def test_train_then_score(good_dir, tmp_path, capsys):
+    model = tmp_path / "m.pt"
+    assert main.main(["train", "--good", str(good_dir), "--out", str(model)] + TINY) == 0
+    out, err = capsys.readouterr()
+    assert "zz_corrupt.png" in err and "cannot be read" in err        # reported by name, skipped
+    assert "random teacher" in err
+    assert model.is_file() and "threshold" in out
+    rng = np.random.default_rng(5)
+    test = tmp_path / "test"
+    test.mkdir()
+    cv2.imwrite(str(test / "bad.png"), make_part(rng, defect=True)[0][:, :, ::-1])
+    cv2.imwrite(str(test / "good.png"), make_part(rng)[0][:, :, ::-1])
+    ov = tmp_path / "ov"
+    assert main.main(["score", "--model", str(model), str(test), "--overlays", str(ov), "--json"]) == 0
+    lines = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
+    assert {l["path"].split("/")[-1] for l in lines} == {"bad.png", "good.png"}
+    assert all(l["verdict"] in ("PASS", "FAIL") for l in lines)
+    assert (ov / "bad_overlay.png").is_file()
+
+
+def test_user_errors_are_one_clear_line(tmp_path, capsys):
+    assert main.main(["score", "--model", str(tmp_path / "none.pt"), str(tmp_path)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "few").mkdir()
+    assert main.main(["train", "--good", str(tmp_path / "few"), "--out", str(tmp_path / "m.pt")] + TINY) == 2
+    assert "at least 5 good images" in capsys.readouterr().err
+    assert main.main(["eval", "--data", str(tmp_path), "--category", "nothing"] + TINY) == 2
+    assert "MVTec layout" in capsys.readouterr().err
+
+
+def test_eval_json(tmp_path, capsys):
+    write_mvtec(tmp_path, "widget")
+    assert main.main(["eval", "--data", str(tmp_path), "--category", "widget", "--json"] + TINY) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("image_auroc", "pixel_auroc", "au_pro", "train_seconds", "ms_per_image"):
+        assert key in res
+    assert set(res["per_type"]) == {"blob"}
+    assert 0.0 <= res["au_pro"] <= 1.0
+
+
+def test_eval_missing_mask_is_explained(tmp_path, capsys):
+    base = write_mvtec(tmp_path, "widget")
+    next((base / "ground_truth" / "blob").iterdir()).unlink()
+    assert main.main(["eval", "--data", str(tmp_path), "--category", "widget"] + TINY) == 2
+    assert "mask" in capsys.readouterr().err

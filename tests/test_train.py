@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+import torch
+
+from engine.errors import InspectError
+from engine.metrics import image_auroc
+from engine.model import ModelConfig
+from engine.scoring import Scorer
+from engine.train import (TrainConfig, TrainingCancelled, default_threshold, hard_feature_loss,
+                          quantile, train)
+from synthetic import make_part
+
+
+def tiny_cfg(**kw):
+    base = dict(model=ModelConfig(image_size=64), steps=40, teacher="random", penalty="none",
+                device="cpu", checkpoint_every=10)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def parts(n, seed, defect=False):
+    rng = np.random.default_rng(seed)
+    return [make_part(rng, defect)[0] for _ in range(n)]
+
+
+def test_hard_feature_loss_matches_quantile_definition():
+    torch.manual_seed(0)
+    d = torch.rand(1, 384, 20, 20)
+    q = torch.quantile(d.flatten(), 0.999)
+    ref = d[d >= q].mean()
+    assert torch.isclose(hard_feature_loss(d, 0.999), ref, rtol=1e-3)
+
+
+def test_quantile_beyond_torch_limit():
+    x = torch.arange(2**24 + 10, dtype=torch.float32)       # older torch.quantile refuses this
+    assert quantile(x, 0.9) == pytest.approx(float(np.quantile(x.numpy(), 0.9)), rel=1e-6)
+    big = torch.rand(1, 1, 5000, 4000)
+    assert hard_feature_loss(big, 0.999) > 0.998
+
+
+def test_default_threshold_rule():
+    s = np.array([0.10, 0.11, 0.12, 0.10, 0.13, 0.11, 0.12, 0.10, 0.11, 0.50])  # one odd image
+    thr = default_threshold(s)
+    med = np.median(s)
+    base = max(np.quantile(s, 0.99), med + 4 * 1.4826 * np.median(np.abs(s - med)))
+    assert thr == pytest.approx(base + max(0.2 * base, 0.02))
+    assert thr > s.max()
+
+
+def test_too_few_images_is_explained():
+    with pytest.raises(InspectError, match="at least 5 good images"):
+        train(tiny_cfg(), parts(3, 0))
+
+
+def test_missing_teacher_is_explained(tmp_path):
+    with pytest.raises(InspectError, match="--teacher random"):
+        train(tiny_cfg(teacher=str(tmp_path / "nope.pth")), parts(8, 0))
+
+
+def test_missing_penalty_folder_is_explained(tmp_path):
+    with pytest.raises(InspectError, match="penalty"):
+        train(tiny_cfg(penalty=str(tmp_path)), parts(8, 0))
+
+
+def test_learns_synthetic_defects():
+    """End to end on the CPU: good parts score below parts with blobs (AUROC >= 0.9)."""
+    messages = []
+    result = train(tiny_cfg(steps=80), parts(20, 0), lambda f, m: messages.append((f, m)))
+    assert any("random teacher" in m for _, m in messages)
+    assert messages[-1][0] == 1.0
+    scorer = Scorer(result.model, result.meta, "cpu")
+    good = scorer.score(parts(10, 1), with_maps=False).scores
+    bad = scorer.score(parts(10, 2, defect=True), with_maps=False).scores
+    auc = image_auroc(np.r_[good, bad], np.r_[np.zeros(10), np.ones(10)])
+    assert auc >= 0.9, (good, bad)
+    meta = result.meta
+    assert meta["n_holdout"] == 2 and meta["n_train"] == 18
+    assert meta["threshold"] > max(meta["holdout_scores"])
+    assert float(result.model.q_st_b) > float(result.model.q_st_a)
+
+
+def test_cancel_and_resume_gives_the_same_model(tmp_path):
+    images = parts(10, 3)
+    cfg = tiny_cfg(steps=30, precision="fp32")
+    straight = train(cfg, images)
+    resume = tmp_path / "run.partial.pt"
+    calls = {"n": 0}
+
+    def stop_after_17():
+        calls["n"] += 1
+        return calls["n"] > 17
+
+    with pytest.raises(TrainingCancelled):
+        train(cfg, images, should_stop=stop_after_17, resume_path=resume)
+    assert resume.is_file()
+    resumed = train(cfg, images, resume_path=resume)
+    assert resumed.meta["resumed"] and not resume.exists()
+    for (k, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-5), k
+
+
+def test_resume_refuses_other_images(tmp_path):
+    cfg = tiny_cfg(steps=20)
+    resume = tmp_path / "run.partial.pt"
+    with pytest.raises(TrainingCancelled):
+        train(cfg, parts(8, 0), should_stop=lambda: True, resume_path=resume)
+    with pytest.raises(InspectError, match="other settings or images"):
+        train(cfg, parts(8, 1), resume_path=resume)
