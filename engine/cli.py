@@ -162,7 +162,7 @@ def eval_main(argv: list[str]) -> int:
 
 
 def evaluate(root: str, category: str, cfg: TrainConfig, progress=lambda f, m: None,
-             skip=lambda p, m: None) -> dict:
+             skip=lambda p, m: None, save_model: str | None = None) -> dict:
     """Train on train/good, score test/*, return the MVTec metrics (overall and per type)."""
     from engine.metrics import au_pro, image_auroc, pixel_auroc
     from engine.scoring import Scorer
@@ -172,6 +172,8 @@ def evaluate(root: str, category: str, cfg: TrainConfig, progress=lambda f, m: N
     t0 = time.time()
     result = train(cfg, good, lambda f, m: progress(0.9 * f, m))
     train_s = time.time() - t0
+    if save_model:
+        save_checkpoint(result.model, save_model, result.meta)
     scorer = Scorer(result.model, result.meta, cfg.device)
     scores, maps, masks, types = [], [], [], []
     t_score = 0.0
@@ -229,11 +231,12 @@ def _eval_cmd(argv: list[str]) -> int:
     p.add_argument("--data", required=True, help="root folder (ROOT/CATEGORY/train/good, ...)")
     p.add_argument("--category", required=True)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--save-model", help="also write the trained model to this file")
     _add_train_options(p, default_steps=70_000)
     a = p.parse_args(argv)
     bar = ProgressBar("eval", quiet=False)
     try:
-        res = evaluate(a.data, a.category, _train_config(a), bar, _skip)
+        res = evaluate(a.data, a.category, _train_config(a), bar, _skip, a.save_model)
     finally:
         bar.close()
     if a.json:

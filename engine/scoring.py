@@ -28,19 +28,63 @@ class ScoreResult:
     latency_ms: float               # wall time of the whole batch
 
 
+BACKENDS = ("eager", "torch-fp32", "torch-bf16", "torch-fp16-graph", "onnxruntime",
+            "openvino-fp32", "openvino-bf16")
+
+
+def auto_backend(device: torch.device) -> str:
+    """Fastest path that keeps scores within 1% and PASS/FAIL identical (see engine/fast.py
+    and `python main.py bench score`): fp16 + CUDA graph on a GPU; on the CPU the folded
+    torch model in bf16 where the CPU has bf16 units, fp32 otherwise."""
+    if device.type == "cuda":
+        return "torch-fp16-graph"
+    if bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+        return "torch-bf16"
+    return "torch-fp32"
+
+
 class Scorer:
-    def __init__(self, model: EfficientAD, meta: dict | None = None, device: str = "auto"):
+    """`backend`: "eager" is the plain reference forward; "auto" picks the fastest validated
+    fast path (folded constants; see engine/fast.py); or name one of BACKENDS."""
+
+    def __init__(self, model: EfficientAD, meta: dict | None = None, device: str = "auto",
+                 backend: str = "eager"):
         self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
         self.meta = dict(meta or {})
         self.image_size = model.config.image_size
         self.threshold = float(self.meta.get("threshold", 0.5))
         self.model_id = str(self.meta.get("model_id", ""))
+        self.backend = auto_backend(self.device) if backend == "auto" else backend
+        self._run_small = self._make_runner(self.backend)
+
+    def _make_runner(self, backend: str):
+        """-> function: u (B,3,S,S) in [0,1] on the device -> map (B,1,s,s) on the device."""
+        from engine import fast
+        if backend == "eager":
+            return lambda u: self.model(self.model.normalize_image(u))
+        if backend.startswith("torch-"):
+            precision = backend.split("-")[1]
+            if precision in ("fp16",) and self.device.type != "cuda":
+                raise InspectError(f"Scoring backend {backend} needs a CUDA GPU.")
+            return fast.TorchRunner(self.model, self.device, precision,
+                                    cuda_graph=backend.endswith("-graph"))
+        if backend in ("onnxruntime", "openvino-fp32", "openvino-bf16"):
+            if self.device.type != "cpu":
+                raise InspectError(f"Scoring backend {backend} runs on the CPU only.")
+            import tempfile
+            onnx_path = Path(tempfile.mkdtemp(prefix="inspect-onnx-")) / "model.onnx"
+            fast.export_onnx(self.model, onnx_path)
+            runner = (fast.OnnxRuntimeRunner(onnx_path) if backend == "onnxruntime" else
+                      fast.OpenVinoRunner(onnx_path, backend.split("-")[1]))
+            # the exported graph also upsamples; keep the grid map only: the grid is its input
+            return lambda u: runner.small(u)
+        raise InspectError(f"Unknown scoring backend {backend!r}; choose from {', '.join(BACKENDS)}.")
 
     @classmethod
-    def from_file(cls, path: str | Path, device: str = "auto") -> "Scorer":
+    def from_file(cls, path: str | Path, device: str = "auto", backend: str = "eager") -> "Scorer":
         model, meta = load_checkpoint(path)
-        return cls(model, meta, device)
+        return cls(model, meta, device, backend)
 
     @torch.inference_mode()
     def score(self, frames: list[np.ndarray] | np.ndarray, with_maps: bool = True) -> ScoreResult:
@@ -53,8 +97,8 @@ class Scorer:
             if f.dtype != np.uint8 or f.ndim != 3 or f.shape[2] != 3:
                 raise InspectError(f"Frame {i} must be H×W×3 uint8 RGB, got {f.dtype} {f.shape}.")
         t0 = time.perf_counter()
-        x = self.model.normalize_image(frames_to_tensor(frames, self.image_size, self.device))
-        small = self.model(x)                                              # (B,1,s,s)
+        u = frames_to_tensor(frames, self.image_size, self.device)       # (B,3,S,S) 0..1
+        small = self._run_small(u)                                         # (B,1,s,s)
         scores, maps = [], []
         for i, f in enumerate(frames):
             # Upsample on the device and take the maximum there; copy only what is asked for.

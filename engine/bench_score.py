@@ -1,0 +1,165 @@
+"""`python main.py bench score`: every scoring path side by side, in one run, same inputs.
+
+The baseline is the plain eager fp32 forward (Scorer backend "eager"). Every path is timed
+end to end as the app uses it (uint8 frames -> resize -> networks -> map at frame size ->
+score -> maps copied to the host), interleaved round-robin so that load from other
+programs hits all paths alike. Accuracy: the largest score and map difference against the
+baseline on real images, and how many PASS/FAIL verdicts change (must be 0).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.data import list_images, load_rgb
+from engine.errors import InspectError
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+CPU_PATHS = ["eager", "torch-fp32", "torch-bf16", "onnxruntime", "openvino-fp32", "openvino-bf16"]
+CUDA_PATHS = ["eager", "torch-fp32", "torch-bf16", "torch-fp16-graph"]
+
+
+def real_test_images(limit: int | None) -> list[Path]:
+    """Test images of every MVTec-layout set under ../shared/data, spread over the sets."""
+    paths = sorted(SHARED.glob("*/*/test/*/*"))
+    paths = [p for p in paths if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp")]
+    if limit and len(paths) > limit:
+        paths = [paths[i] for i in np.linspace(0, len(paths) - 1, limit).astype(int)]
+    return paths
+
+
+def calibrated_model(size: str, image_size: int, good: list[np.ndarray]):
+    """No model given: shipped teacher (random if none), untrained student, and teacher
+    statistics and map quantiles measured on real good images, so that maps and scores have
+    realistic magnitudes for the accuracy comparison."""
+    from engine.model import EfficientAD, ModelConfig, load_teacher_state
+    from engine.preprocess import frames_to_tensor
+    from engine.train import _teacher_stats, default_teacher_path, default_threshold, quantile, raw_holdout_maps
+
+    torch.manual_seed(0)
+    model = EfficientAD(ModelConfig(size=size, image_size=image_size)).eval()
+    teacher = default_teacher_path(size)
+    if teacher.is_file():
+        load_teacher_state(model.teacher, teacher)
+    x = torch.cat([(frames_to_tensor([g], image_size, torch.device("cpu")) * 255).to(torch.uint8) for g in good])
+    _teacher_stats(model, x, torch.device("cpu"))
+    st, ae = raw_holdout_maps(model, x, torch.device("cpu"))
+    with torch.no_grad():
+        model.q_st_a.fill_(quantile(st, 0.9)); model.q_st_b.fill_(quantile(st, 0.995))
+        model.q_ae_a.fill_(quantile(ae, 0.9)); model.q_ae_b.fill_(quantile(ae, 0.995))
+    from engine.scoring import Scorer
+    scores = Scorer(model, {}, "cpu").score(good, with_maps=False).scores
+    return model, {"threshold": default_threshold(scores),
+                   "teacher": str(teacher) if teacher.is_file() else "random"}
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="main.py bench score", description=__doc__.split("\n")[0])
+    p.add_argument("--model", help="trained model file (default: calibrated untrained model)")
+    p.add_argument("--size", choices=["small", "medium"], default="small")
+    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--iters", type=int, default=20, help="timed batches per path")
+    p.add_argument("--paths", help="comma-separated subset of paths")
+    p.add_argument("--images", type=int, default=64, help="real test images for the accuracy check "
+                   "(0 = every test image in ../shared/data)")
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args(argv)
+    try:
+        return _bench(a)
+    except InspectError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _bench(a) -> int:
+    from engine.model import load_checkpoint
+    from engine.scoring import Scorer
+
+    if a.device == "cuda" and not torch.cuda.is_available():
+        raise InspectError("--device cuda: no CUDA GPU here.")
+    paths = real_test_images(a.images or None)
+    if not paths:
+        raise InspectError(f"No test images found under {SHARED}.")
+    frames = [load_rgb(p) for p in paths]
+    if a.model:
+        model, meta = load_checkpoint(a.model)
+    else:
+        good = [load_rgb(p) for p in sorted(SHARED.glob("*/*/train/good/*"))[::50][:16]]
+        model, meta = calibrated_model(a.size, a.image_size, good)
+    names = a.paths.split(",") if a.paths else (CUDA_PATHS if a.device == "cuda" else CPU_PATHS)
+    scorers = {}
+    for name in names:
+        try:
+            scorers[name] = Scorer(model, meta, a.device, backend=name)
+        except Exception as e:                     # a runtime that is not installed here
+            print(f"skipping {name}: {type(e).__name__}: {e}", file=sys.stderr)
+    if "eager" not in scorers:
+        raise InspectError("the eager baseline could not be built")
+    threshold = scorers["eager"].threshold
+
+    # Accuracy on every chosen real image, frame by frame at its own resolution.
+    ref = [scorers["eager"].score([f]) for f in frames]
+    acc = {}
+    for name, sc in scorers.items():
+        worst_rel = worst_abs = worst_map = 0.0
+        flips = 0
+        for f, r in zip(frames, ref):
+            out = sc.score([f])
+            d = abs(float(out.scores[0]) - float(r.scores[0]))
+            worst_abs = max(worst_abs, d)
+            worst_rel = max(worst_rel, d / max(abs(float(r.scores[0])), 1e-9))
+            worst_map = max(worst_map, float(np.abs(out.maps[0] - r.maps[0]).max()))
+            flips += (out.scores[0] >= threshold) != (r.scores[0] >= threshold)
+        acc[name] = (worst_abs, worst_rel, worst_map, flips)
+
+    # Speed: batches of 256x256-class frames (the first images, resized by the scorer).
+    batch = [frames[i % len(frames)] for i in range(a.batch)]
+    for sc in scorers.values():                    # warm-up (graph capture, compile, caches)
+        for _ in range(3):
+            sc.score(batch)
+    times = {n: [] for n in scorers}
+    for _ in range(a.iters):
+        for name, sc in scorers.items():
+            if a.device == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            sc.score(batch)                        # includes the copy of maps to the host
+            times[name].append((time.perf_counter() - t0) * 1000.0)
+    rows = []
+    base_ips = None
+    for name in scorers:
+        t = np.array(times[name])
+        ips = a.batch * 1000.0 / float(np.mean(t))
+        base_ips = base_ips or ips
+        worst_abs, worst_rel, worst_map, flips = acc[name]
+        rows.append({"name": name, "ms_median": float(np.median(t)) / a.batch,
+                     "ms_p99": float(np.percentile(t, 99)) / a.batch, "images_per_s": ips,
+                     "speedup": ips / base_ips, "max_score_diff": worst_abs,
+                     "max_score_rel_diff": worst_rel, "max_map_diff": worst_map,
+                     "verdict_changes": int(flips)})
+    info = {"device": a.device if a.device == "cpu" else torch.cuda.get_device_name(),
+            "batch": a.batch, "image_size": model.config.image_size, "size": model.config.size,
+            "accuracy_images": len(frames), "threshold": threshold,
+            "model": a.model or f"calibrated untrained ({meta.get('teacher')} teacher)",
+            "torch_threads": torch.get_num_threads()}
+    if a.json:
+        print(json.dumps({"info": info, "paths": rows}))
+        return 0
+    print(f"EfficientAD-{info['size'][0].upper()} {info['image_size']} px, batch {a.batch}, "
+          f"{info['device']}, {info['torch_threads']} threads; accuracy on {len(frames)} real "
+          f"test images; model: {info['model']}")
+    print(f"{'path':<18}{'ms/img med':>11}{'p99':>9}{'img/s':>9}{'speedup':>9}"
+          f"{'score Δ':>10}{'rel Δ':>9}{'map Δ':>10}{'flips':>6}")
+    for r in rows:
+        print(f"{r['name']:<18}{r['ms_median']:>11.2f}{r['ms_p99']:>9.2f}{r['images_per_s']:>9.1f}"
+              f"{r['speedup']:>8.2f}x{r['max_score_diff']:>10.2e}{r['max_score_rel_diff']:>9.2%}"
+              f"{r['max_map_diff']:>10.2e}{r['verdict_changes']:>6}")
+    return 0

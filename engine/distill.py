@@ -1,0 +1,361 @@
+"""Distil the teacher PDN from an ImageNet backbone (EfficientAD's pretraining, on a CPU budget).
+
+Target: PatchCore-aggregated stride-8 + stride-16 backbone features of a 512×512 view,
+(384,64,64), normalised per channel. Student of that target: the PDN on the 256×256 view.
+
+Each PDN output sees only 33×33 px, so instead of whole images we train the UNPADDED PDN on
+crops of 4n+29 px: a crop starting at pixel (4·r0, 4·c0) of the 256-px view gives an n×n map
+whose cell (i,j) is the padded 64×64 map's cell (i+4+r0, j+4+c0) (see `crop_pair`, checked in
+tests/test_distill.py). Crops from many views per step give more varied gradients per FLOP
+than whole images, and the unpadded interior is exactly what scoring uses.
+
+Backbone targets are the other big cost, so views live in a pool: each step replaces a few
+views (augment -> backbone -> target) and draws its crops from the whole pool.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.nn import functional as F
+from torchvision.transforms import v2
+
+from engine.backbones import BACKBONE_INPUT, PatchTarget, make_backbone
+from engine.data import list_images, load_rgb
+from engine.errors import InspectError
+from engine.model import IMAGENET_MEAN, IMAGENET_STD, TEACHER_CHANNELS, pdn
+
+PDN_INPUT = 256
+GRID = 64                    # padded PDN map side for 256 px = backbone stride-8 grid at 512 px
+BORDER = 4                   # padded cells whose receptive field reaches outside the image
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    images: str                          # folder of natural images
+    work_dir: str = "runs/distill-small"  # checkpoint.pt, log, teacher exports
+    out: str = ""                        # teacher file; "" = <work_dir>/teacher_<size>.pth
+    size: str = "small"
+    backbone: str = "efficientnet-lite0"
+    backbone_weights: str | None = None
+    steps: int = 100_000
+    minutes: float = 0.0                 # stop after this much training time (0 = no limit)
+    crop_out: int = 16                   # n: each crop gives an n×n output map
+    batch: int = 16                      # crops per step
+    pool_views: int = 64                 # augmented views held in memory
+    refresh: int = 1                     # views replaced per step
+    stat_views: int = 1000               # views for the target's per-channel mean/std
+    holdout_every: int = 20              # every k-th image (sorted) is never trained on
+    lr: float = 1e-4
+    weight_decay: float = 1e-5
+    bf16: bool = True                    # autocast (backbone + PDN); loss and Adam in fp32
+    checkpoint_minutes: float = 10.0
+    seed: int = 0
+
+    def teacher_path(self) -> Path:
+        return Path(self.out) if self.out else Path(self.work_dir) / f"teacher_{self.size}.pth"
+
+
+class DistillStopped(Exception):
+    pass
+
+
+# -- data ---------------------------------------------------------------------------------
+def split_images(folder: str | Path, holdout_every: int) -> tuple[list[Path], list[Path]]:
+    """-> (train, held out): every holdout_every-th image in name order is held out."""
+    paths = list_images(folder)
+    if not paths:
+        raise InspectError(f"The image folder {folder} has no images; point --images to natural photos.")
+    if holdout_every <= 1:
+        return paths, []
+    held = paths[holdout_every - 1::holdout_every]
+    train = [p for p in paths if p not in set(held)]
+    return train, held
+
+
+def make_augment() -> v2.Compose:
+    """uint8 (3,H,W) -> float (3,512,512) in [0,1]: what the paper's pretraining varies."""
+    return v2.Compose([
+        v2.RandomResizedCrop(BACKBONE_INPUT, scale=(0.2, 1.0), antialias=True),
+        v2.RandomHorizontalFlip(),
+        v2.RandomVerticalFlip(p=0.1),
+        v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05),
+        v2.RandomGrayscale(p=0.1),
+        v2.ToDtype(torch.float32, scale=True),
+    ])
+
+
+def load_chw(path: Path) -> torch.Tensor:
+    return torch.from_numpy(load_rgb(path).copy()).permute(2, 0, 1)       # (3,H,W) uint8
+
+
+def pdn_input(rgb512: torch.Tensor) -> torch.Tensor:
+    """(B,3,512,512) in [0,1] -> (B,3,256,256) ImageNet-normalised, as engine.model expects."""
+    x = F.interpolate(rgb512, size=PDN_INPUT, mode="bilinear", antialias=True, align_corners=False)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+class TargetMaker:
+    """Backbone + PatchCore aggregation: (B,3,512,512) in [0,1] -> (B,384,64,64) fp32."""
+
+    def __init__(self, cfg: DistillConfig):
+        self.backbone = make_backbone(cfg.backbone, cfg.backbone_weights)
+        with torch.no_grad():
+            chans = tuple(m.shape[1] for m in self.backbone(torch.zeros(1, 3, 64, 64)))
+        self.aggregate = PatchTarget(chans, TEACHER_CHANNELS)
+        self.bf16 = cfg.bf16
+
+    @torch.no_grad()
+    def __call__(self, rgb512: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            maps = self.backbone(rgb512)
+        return self.aggregate([m.float() for m in maps])        # aggregation in fp32
+
+
+def crop_pair(image256: torch.Tensor, target64: torch.Tensor, r0: int, c0: int, n: int
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(3,256,256), (C,64,64) -> crop (3,4n+29,4n+29) and its target (C,n,n).
+
+    Unpadded PDN output i of the crop sees crop pixels [4i, 4i+33), i.e. image pixels
+    [4(i+r0), 4(i+r0)+33), which is the padded map's cell i+r0+4.
+    """
+    side = 4 * n + 29
+    x = image256[:, 4 * r0:4 * r0 + side, 4 * c0:4 * c0 + side]
+    y = target64[:, BORDER + r0:BORDER + r0 + n, BORDER + c0:BORDER + c0 + n]
+    return x, y
+
+
+def max_offset(n: int) -> int:
+    """Largest r0 with the crop inside the 256-px image and its cells inside the interior."""
+    return min((PDN_INPUT - 4 * n - 29) // 4, GRID - 2 * BORDER - n)
+
+
+# -- statistics ---------------------------------------------------------------------------
+def target_stats(make: TargetMaker, paths: list[Path], views: int, augment, batch: int = 4,
+                 progress=None, should_stop=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean/std (384,) of the interior targets over `views` augmented views."""
+    s1 = torch.zeros(TEACHER_CHANNELS, dtype=torch.float64)
+    s2 = torch.zeros_like(s1)
+    count = 0
+    done = 0
+    while done < views:
+        k = min(batch, views - done)
+        rgb = torch.stack([augment(load_chw(paths[(done + j) % len(paths)])) for j in range(k)])
+        t = make(rgb)[:, :, BORDER:-BORDER, BORDER:-BORDER].double()      # (k,384,56,56)
+        s1 += t.sum((0, 2, 3))
+        s2 += (t * t).sum((0, 2, 3))
+        count += t.shape[0] * t.shape[2] * t.shape[3]
+        done += k
+        if progress:
+            progress(0.0, f"target statistics {done}/{views} views")
+        if should_stop and should_stop():
+            raise DistillStopped("stopped while computing statistics")
+    mean = s1 / count
+    std = (s2 / count - mean * mean).clamp_min(1e-12).sqrt()
+    return mean.float(), std.float()
+
+
+# -- checkpoints --------------------------------------------------------------------------
+def teacher_state(net: torch.nn.Sequential) -> dict[str, torch.Tensor]:
+    """fp16 state_dict in the authors' nn.Sequential layout ("0.weight", "3.weight", ...)."""
+    return {k: v.detach().half().clone() for k, v in net.state_dict().items()}
+
+
+def _atomic_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def export_teacher(checkpoint: str | Path, out: str | Path) -> Path:
+    """Write the teacher file from a distillation checkpoint (usable while a run goes on)."""
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    if not isinstance(ck, dict) or "pdn" not in ck:
+        raise InspectError(f"{checkpoint} is not a distillation checkpoint.")
+    _atomic_save({k: v.half() for k, v in ck["pdn"].items()}, Path(out))
+    return Path(out)
+
+
+@torch.no_grad()
+def heldout_mse(net, make: TargetMaker, mean, std, paths: list[Path], seed: int = 123,
+                bf16: bool = False) -> float:
+    """MSE of the unpadded PDN on whole 256-px held-out views vs the normalised interior target."""
+    if not paths:
+        return float("nan")
+    g = torch.get_rng_state()
+    torch.manual_seed(seed)                       # the same views every time
+    aug = make_augment()
+    rgb = torch.stack([aug(load_chw(p)) for p in paths])
+    torch.set_rng_state(g)
+    total = 0.0
+    for i in range(0, len(paths), 4):
+        t = (make(rgb[i:i + 4]) - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = net(pdn_input(rgb[i:i + 4])).float()                    # (b,384,56,56)
+        total += float(((out - t[:, :, BORDER:-BORDER, BORDER:-BORDER]) ** 2).mean()) * len(out)
+    return total / len(paths)
+
+
+# -- training -----------------------------------------------------------------------------
+def distill(cfg: DistillConfig, progress: Callable[[float, str], None] = lambda f, m: None,
+            should_stop: Callable[[], bool] = lambda: False) -> Path:
+    """Run (or resume) a distillation; checkpoints and exports the teacher periodically.
+
+    Returns the teacher file path. Resumes from <work_dir>/checkpoint.pt when it exists.
+    """
+    if cfg.size not in ("small", "medium"):
+        raise InspectError(f"PDN size must be 'small' or 'medium', not {cfg.size!r}.")
+    if max_offset(cfg.crop_out) < 0:
+        raise InspectError(f"--crop-out {cfg.crop_out} is too large for a 256-px view (at most 48).")
+    work = Path(cfg.work_dir)
+    ck_path = work / "checkpoint.pt"
+    train_paths, held = split_images(cfg.images, cfg.holdout_every)
+    if not train_paths:
+        raise InspectError(f"The image folder {cfg.images} has no training images left after holdout.")
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    make = TargetMaker(cfg)
+    augment = make_augment()
+    net = pdn(cfg.size, TEACHER_CHANNELS, padding=False)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state = {"step": 0, "seconds": 0.0, "history": [], "heldout": []}
+    if ck_path.exists():
+        ck = torch.load(ck_path, map_location="cpu", weights_only=False)
+        net.load_state_dict(ck["pdn"])
+        opt.load_state_dict(ck["opt"])
+        mean, std = ck["mean"], ck["std"]
+        state = ck["state"]
+        torch.set_rng_state(ck["torch_rng"])
+        random.setstate(ck["py_rng"])
+        progress(state["step"] / cfg.steps, f"resumed at step {state['step']}")
+    else:
+        t0 = time.time()
+        mean, std = target_stats(make, train_paths, cfg.stat_views, augment,
+                                 progress=progress, should_stop=should_stop)
+        state["stats_seconds"] = time.time() - t0
+    held_eval = held[:16]
+
+    def save() -> None:
+        state["heldout"].append((state["step"], heldout_mse(net, make, mean, std, held_eval)))
+        _atomic_save({"pdn": net.state_dict(), "opt": opt.state_dict(), "mean": mean, "std": std,
+                      "state": state, "config": asdict(cfg), "torch_rng": torch.get_rng_state(),
+                      "py_rng": random.getstate()}, ck_path)
+        _atomic_save(teacher_state(net), cfg.teacher_path())
+
+    # The pool: normalised 256-px inputs (V,3,256,256) and normalised targets (V,384,64,64) fp16.
+    def new_views(k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rgb = torch.stack([augment(load_chw(random.choice(train_paths))) for _ in range(k)])
+        t = (make(rgb) - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+        return pdn_input(rgb), t.half()
+
+    images, targets = new_views(cfg.pool_views)
+    n, top = cfg.crop_out, max_offset(cfg.crop_out)
+    last_save = time.time()
+    window: list[float] = []
+    started = time.time() - state["seconds"]
+    net.train()
+    while state["step"] < cfg.steps:
+        if should_stop():
+            save()
+            raise DistillStopped(f"stopped at step {state['step']}")
+        idx = random.sample(range(cfg.pool_views), cfg.refresh)
+        images[idx], targets[idx] = new_views(cfg.refresh)
+        xs, ys = [], []
+        for _ in range(cfg.batch):
+            v = random.randrange(cfg.pool_views)
+            x, y = crop_pair(images[v], targets[v], random.randint(0, top), random.randint(0, top), n)
+            xs.append(x)
+            ys.append(y)
+        x, y = torch.stack(xs), torch.stack(ys).float()     # (B,3,4n+29,4n+29), (B,384,n,n)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            out = net(x)
+        loss = F.mse_loss(out.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        state["step"] += 1
+        state["seconds"] = time.time() - started
+        window.append(float(loss))
+        if len(window) == 100 or state["step"] == cfg.steps:
+            state["history"].append((state["step"], state["seconds"], sum(window) / len(window)))
+            window = []
+        frac = state["step"] / cfg.steps
+        if cfg.minutes:
+            frac = max(frac, state["seconds"] / (60 * cfg.minutes))
+        progress(frac, f"step {state['step']} loss {float(loss):.4f}")
+        if time.time() - last_save > 60 * cfg.checkpoint_minutes:
+            save()
+            last_save = time.time()
+        if cfg.minutes and state["seconds"] >= 60 * cfg.minutes:
+            break
+    if window:
+        state["history"].append((state["step"], state["seconds"], sum(window) / len(window)))
+    net.eval()
+    save()
+    return cfg.teacher_path()
+
+
+# -- command line -------------------------------------------------------------------------
+def main(argv: list[str]) -> int:
+    from engine.cli import ProgressBar, _run
+
+    def run(argv: list[str]) -> int:
+        p = argparse.ArgumentParser(prog="python main.py distill-teacher", description=__doc__.split("\n")[0])
+        p.add_argument("--images", help="folder of natural images (e.g. ImageNet photos)")
+        p.add_argument("--work-dir", default=None, help="checkpoints and exports (default runs/distill-SIZE)")
+        p.add_argument("--out", default="", help="teacher file (default WORK_DIR/teacher_SIZE.pth)")
+        p.add_argument("--size", choices=["small", "medium"], default="small")
+        p.add_argument("--backbone", choices=["efficientnet-lite0", "wide_resnet101_2"],
+                       default="efficientnet-lite0")
+        p.add_argument("--backbone-weights", default=None, help="ImageNet weights file for the backbone")
+        p.add_argument("--steps", type=int, default=DistillConfig.steps)
+        p.add_argument("--minutes", type=float, default=0.0, help="stop after this much training time")
+        p.add_argument("--crop-out", type=int, default=DistillConfig.crop_out)
+        p.add_argument("--batch", type=int, default=DistillConfig.batch)
+        p.add_argument("--pool-views", type=int, default=DistillConfig.pool_views)
+        p.add_argument("--stat-views", type=int, default=DistillConfig.stat_views)
+        p.add_argument("--checkpoint-minutes", type=float, default=DistillConfig.checkpoint_minutes)
+        p.add_argument("--fp32", action="store_true", help="no bf16 autocast")
+        p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's choice)")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--export", action="store_true",
+                       help="only write the teacher file from WORK_DIR/checkpoint.pt and exit")
+        a = p.parse_args(argv)
+        if a.threads:
+            torch.set_num_threads(a.threads)
+        work = a.work_dir or f"runs/distill-{a.size}"
+        if a.export:
+            out = Path(a.out) if a.out else Path(work) / f"teacher_{a.size}.pth"
+            print(export_teacher(Path(work) / "checkpoint.pt", out))
+            return 0
+        if not a.images:
+            raise InspectError("Pass --images FOLDER with natural photos to distil from.")
+        cfg = DistillConfig(images=a.images, work_dir=work, out=a.out, size=a.size, backbone=a.backbone,
+                            backbone_weights=a.backbone_weights, steps=a.steps, minutes=a.minutes,
+                            crop_out=a.crop_out, batch=a.batch, pool_views=a.pool_views,
+                            stat_views=a.stat_views, checkpoint_minutes=a.checkpoint_minutes,
+                            bf16=not a.fp32, seed=a.seed)
+        bar = ProgressBar("distill")
+        try:
+            path = distill(cfg, bar)
+        except DistillStopped as e:
+            bar.close()
+            print(f"stopped: {e}; run the same command again to resume")
+            return 130
+        except KeyboardInterrupt:
+            bar.close()
+            print("interrupted; the last checkpoint is in", work)
+            return 130
+        bar.close()
+        print(path)
+        return 0
+
+    return _run(run, argv)

@@ -1,0 +1,76 @@
+"""Every fast scoring path against the eager fp32 baseline, on real images from ../shared/data."""
+import numpy as np
+import pytest
+import torch
+
+from conftest import SHARED_DATA
+from engine.data import load_rgb
+from engine.fast import FoldedEfficientAD, export_onnx
+from engine.model import EfficientAD, ModelConfig
+from engine.scoring import Scorer
+
+REAL = sorted(SHARED_DATA.glob("*/*/test/*/*.png"))[::97][:6] + \
+    sorted(SHARED_DATA.glob("*/*/test/*/*.jpg"))[::97][:2]
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = EfficientAD(ModelConfig(image_size=128)).eval()
+    with torch.no_grad():                        # non-trivial constants to fold
+        m.teacher_mean.normal_(0, 0.1)
+        m.teacher_std.uniform_(0.5, 2.0)
+        u = torch.rand(4, 3, 128, 128)
+        st, ae = m.raw_maps(m.normalize_image(u))
+        m.q_st_a.fill_(float(st.quantile(0.9))); m.q_st_b.fill_(float(st.quantile(0.995)))
+        m.q_ae_a.fill_(float(ae.quantile(0.9))); m.q_ae_b.fill_(float(ae.quantile(0.995)))
+    return m
+
+
+@pytest.fixture(scope="module")
+def frames():
+    if not REAL:
+        pytest.skip(f"no real images under {SHARED_DATA}")
+    return [load_rgb(p) for p in REAL]
+
+
+def test_folding_is_exact(model):
+    u = torch.rand(2, 3, 128, 128)
+    with torch.no_grad():
+        assert torch.allclose(FoldedEfficientAD(model)(u), model(model.normalize_image(u)),
+                              rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend,rel_tol", [
+    ("torch-fp32", 1e-4), ("onnxruntime", 1e-4), ("openvino-fp32", 1e-4),
+    ("torch-bf16", 0.05), ("openvino-bf16", 0.05)])
+def test_backend_matches_eager_on_real_images(model, frames, backend, rel_tol):
+    eager = Scorer(model, {"threshold": 0.0}, "cpu", backend="eager")
+    fast = Scorer(model, {"threshold": 0.0}, "cpu", backend=backend)
+    ref, out = eager.score(frames), fast.score(frames)
+    scale = np.abs(ref.scores).max()
+    assert np.abs(out.scores - ref.scores).max() <= rel_tol * scale
+    for a, b in zip(out.maps, ref.maps):
+        assert a.shape == b.shape
+        assert np.abs(a - b).max() <= rel_tol * scale * 2
+
+
+def test_onnx_graph_outputs(model, tmp_path):
+    import onnxruntime as ort
+    path = export_onnx(model, tmp_path / "m.onnx")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    u = torch.rand(3, 3, 128, 128)
+    full, score, grid = sess.run(None, {"image": u.numpy()})
+    assert full.shape == (3, 1, 128, 128) and score.shape == (3,)
+    with torch.no_grad():
+        ref = model(model.normalize_image(u))
+    assert np.allclose(score, ref.amax(dim=(1, 2, 3)).numpy(), rtol=1e-4, atol=1e-6)
+    assert np.allclose(grid, ref.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_cuda_backend_refused_without_gpu(model):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    from engine.errors import InspectError
+    with pytest.raises(InspectError):
+        Scorer(model, {}, "cpu", backend="torch-fp16-graph")
