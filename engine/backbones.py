@@ -118,7 +118,7 @@ def _load_strict(net: nn.Module, weights: str | Path, label: str) -> None:
         net.load_state_dict(sd, strict=True)
     except Exception as e:
         raise InspectError(
-            f"{path} is not a {label} weights file this app can use "
+            f"{path} does not fit {label}: it is not its ImageNet weights file "
             f"({type(e).__name__}: {str(e).splitlines()[0][:160]}).") from e
 
 

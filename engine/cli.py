@@ -57,10 +57,36 @@ def _add_train_options(p: argparse.ArgumentParser, default_steps: int) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="training arithmetic; auto = bf16 mixed precision where supported")
+    g = p.add_argument_group("small defects on large frames (see README: choosing size and tiling)")
+    g.add_argument("--tiling", action="store_true",
+                   help="cut frames into overlapping image-size tiles (autoencoder sees the whole frame)")
+    g.add_argument("--tile-scale", type=float, default=1.0, help="resize frames by this before tiling")
+    g.add_argument("--tile-overlap", type=float, default=0.25, help="minimum tile overlap (fraction)")
+    g.add_argument("--roi", help="region of interest X,Y,W,H in frame pixels")
+    g.add_argument("--roi-polygon", help="optional polygon inside the ROI: X1,Y1;X2,Y2;X3,Y3...")
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(round(float(v))) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        raise InspectError(f"{what} must be comma-separated numbers, not {text!r}.") from None
+
+
+def _model_config(a: argparse.Namespace) -> ModelConfig:
+    roi = _ints(a.roi, "--roi") if a.roi else None
+    if roi is not None and len(roi) != 4:
+        raise InspectError("--roi takes four numbers: X,Y,W,H.")
+    polygon = tuple(_ints(p, "--roi-polygon") for p in a.roi_polygon.split(";")) if a.roi_polygon else None
+    if polygon is not None and any(len(p) != 2 for p in polygon):
+        raise InspectError("--roi-polygon takes points X,Y separated by ';'.")
+    return ModelConfig(size=a.size, image_size=a.image_size, tiling=a.tiling,
+                       tile_scale=a.tile_scale, tile_overlap=a.tile_overlap, roi=roi,
+                       roi_polygon=polygon)
 
 
 def _train_config(a: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(model=ModelConfig(size=a.size, image_size=a.image_size), steps=a.steps,
+    return TrainConfig(model=_model_config(a), steps=a.steps,
                        teacher=a.teacher, penalty=a.penalty, seed=a.seed, device=a.device,
                        precision=a.precision)
 
@@ -215,6 +241,7 @@ def evaluate(root: str, category: str, cfg: TrainConfig, progress=lambda f, m: N
     return {
         "category": category, "steps": cfg.steps, "size": cfg.model.size,
         "image_size": cfg.model.image_size, "teacher": result.meta["teacher"],
+        "tiling": cfg.model.tiling, "tile_scale": cfg.model.tile_scale, "roi": cfg.model.roi,
         **{k: v for k, v in overall.items()},
         "per_type": per_type,
         "threshold": thr,
@@ -243,7 +270,8 @@ def _eval_cmd(argv: list[str]) -> int:
         print(json.dumps(res, indent=None))
         return 0
     fmt = lambda v: "  n/a" if v is None else f"{v:.4f}"
-    print(f"{res['category']}: EfficientAD-{res['size'][0].upper()} {res['image_size']} px, "
+    tiling = f", tiles at scale {res['tile_scale']}" if res["tiling"] else ""
+    print(f"{res['category']}: EfficientAD-{res['size'][0].upper()} {res['image_size']} px{tiling}, "
           f"{res['steps']} steps, teacher {res['teacher']}, {res['device']}")
     print(f"{'type':<16}{'images':>7}{'img AUROC':>11}{'px AUROC':>10}{'AU-PRO':>9}")
     rows = [("ALL", res)] + list(res["per_type"].items())

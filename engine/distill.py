@@ -283,14 +283,14 @@ def distill(cfg: DistillConfig, progress: Callable[[float, str], None] = lambda 
         opt.step()
         state["step"] += 1
         state["seconds"] = time.time() - started
-        window.append(float(loss))
+        window.append(loss.item())
         if len(window) == 100 or state["step"] == cfg.steps:
             state["history"].append((state["step"], state["seconds"], sum(window) / len(window)))
             window = []
         frac = state["step"] / cfg.steps
         if cfg.minutes:
             frac = max(frac, state["seconds"] / (60 * cfg.minutes))
-        progress(frac, f"step {state['step']} loss {float(loss):.4f}")
+        progress(frac, f"step {state['step']} loss {window[-1] if window else state['history'][-1][2]:.4f}")
         if time.time() - last_save > 60 * cfg.checkpoint_minutes:
             save()
             last_save = time.time()
@@ -301,6 +301,76 @@ def distill(cfg: DistillConfig, progress: Callable[[float, str], None] = lambda 
     net.eval()
     save()
     return cfg.teacher_path()
+
+
+# -- measuring a teacher ------------------------------------------------------------------
+def _squash(path: Path, side: int) -> torch.Tensor:
+    """Whole image resized (no augmentation) -> (3,side,side) in [0,1]."""
+    t = load_chw(path).float()[None] / 255.0
+    return F.interpolate(t, size=(side, side), mode="bilinear", antialias=True, align_corners=False)[0]
+
+
+@torch.no_grad()
+def probe_auroc(features: Callable[[torch.Tensor], torch.Tensor], category: Path, k: int = 20) -> float:
+    """Image AUROC of nearest-neighbour patch distance: k train/good images as the memory
+    bank, k test/good vs k defects (spread over defect types). `features`: (B,3,256,256) in
+    [0,1] -> (B,C,h,w). Channels are standardised with the bank's mean/std, as EfficientAD
+    standardises teacher outputs with its training images."""
+    from sklearn.metrics import roc_auc_score
+    bank_paths = list_images(category / "train" / "good")
+    good = list_images(category / "test" / "good")
+    kinds = sorted(d for d in (category / "test").iterdir() if d.is_dir() and d.name != "good")
+    per = max(1, k // len(kinds))
+    bad = [p for d in kinds for p in list_images(d)[::7][:per]]
+    pick = lambda ps, m: [ps[round(i * (len(ps) - 1) / max(1, m - 1))] for i in range(min(m, len(ps)))]
+
+    def feats(paths):
+        return torch.cat([features(torch.stack([_squash(p, 256) for p in paths[i:i + 4]]))
+                          for i in range(0, len(paths), 4)])                   # (N,C,h,w)
+    bank = feats(pick(bank_paths, k))
+    c = bank.shape[1]
+    mean, std = bank.mean((0, 2, 3), keepdim=True), bank.std((0, 2, 3), keepdim=True) + 1e-6
+    mem = ((bank - mean) / std).permute(0, 2, 3, 1).reshape(-1, c)
+    test = pick(good, k) + bad
+    scores = [float(torch.cdist(((f[None] - mean) / std)[0].permute(1, 2, 0).reshape(-1, c), mem)
+                    .min(1).values.max()) for f in feats(test)]
+    labels = [0] * min(k, len(good)) + [1] * len(bad)
+    return float(roc_auc_score(labels, scores))
+
+
+@torch.no_grad()
+def evaluate_teacher(teacher: str, images: str, checkpoint: str | Path, data: str | Path,
+                     categories: tuple[str, ...] = ("magnetic_tile/magnetic_tile", "bsdata/bsd_type2"),
+                     holdout_every: int = 20) -> dict:
+    """Held-out MSE to the normalised backbone target on never-trained images (whole images,
+    no augmentation) and the probe AUROC per category; teacher = file or "random"."""
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    cfg = DistillConfig(**{**ck["config"], "bf16": False})
+    torch.manual_seed(0)                       # "random": PyTorch's default init, seed 0
+    net = pdn(cfg.size, TEACHER_CHANNELS).eval()
+    make = TargetMaker(cfg)
+    if teacher == "backbone":      # the distillation target itself: the ceiling for the probe
+        feats = lambda x: make(F.interpolate(x, size=BACKBONE_INPUT, mode="bilinear"))
+        return {"teacher": teacher, **{f"auroc {c}": probe_auroc(feats, Path(data) / c)
+                                       for c in categories}}
+    if teacher != "random":
+        from engine.model import load_teacher_state
+        load_teacher_state(net, teacher)
+    _, held = split_images(images, holdout_every)
+    mean, std = ck["mean"].view(1, -1, 1, 1), ck["std"].view(1, -1, 1, 1)
+    se, zero = 0.0, 0.0
+    for i in range(0, len(held), 4):
+        rgb = torch.stack([_squash(p, 512) for p in held[i:i + 4]])
+        t = ((make(rgb) - mean) / std)[:, :, BORDER:-BORDER, BORDER:-BORDER]
+        se += float(((net(pdn_input(rgb)) - t) ** 2).mean()) * len(rgb)
+        zero += float((t ** 2).mean()) * len(rgb)
+    im_mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    im_std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    result = {"teacher": teacher, "heldout_images": len(held), "heldout_mse": se / len(held),
+              "heldout_mse_of_zero": zero / len(held)}
+    for cat in categories:
+        result[f"auroc {cat}"] = probe_auroc(lambda x: net((x - im_mean) / im_std), Path(data) / cat)
+    return result
 
 
 # -- command line -------------------------------------------------------------------------
@@ -326,6 +396,10 @@ def main(argv: list[str]) -> int:
         p.add_argument("--fp32", action="store_true", help="no bf16 autocast")
         p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's choice)")
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--evaluate", metavar="TEACHER", default=None,
+                       help="measure a teacher file (or 'random') against WORK_DIR/checkpoint.pt's "
+                            "target and the --probe-data categories, print JSON, exit")
+        p.add_argument("--probe-data", default="../shared/data")
         p.add_argument("--export", action="store_true",
                        help="only write the teacher file from WORK_DIR/checkpoint.pt and exit")
         a = p.parse_args(argv)
@@ -335,6 +409,13 @@ def main(argv: list[str]) -> int:
         if a.export:
             out = Path(a.out) if a.out else Path(work) / f"teacher_{a.size}.pth"
             print(export_teacher(Path(work) / "checkpoint.pt", out))
+            return 0
+        if a.evaluate:
+            import json
+            if not a.images:
+                raise InspectError("--evaluate needs --images (the folder distilled from) for held-out MSE.")
+            print(json.dumps(evaluate_teacher(a.evaluate, a.images, Path(work) / "checkpoint.pt",
+                                              a.probe_data)))
             return 0
         if not a.images:
             raise InspectError("Pass --images FOLDER with natural photos to distil from.")

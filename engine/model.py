@@ -35,8 +35,20 @@ PDN_RECEPTIVE_FIELD = 33        # each output sees a 33×33 patch
 @dataclass(frozen=True)
 class ModelConfig:
     size: str = "small"             # "small" | "medium" (PDN variant)
-    image_size: int = 256           # network input is image_size × image_size
+    image_size: int = 256           # network input (and tile) is image_size × image_size
     out_channels: int = TEACHER_CHANNELS
+    # Frame layout (engine/layout.py). frame_size is recorded whenever tiling or an ROI is
+    # used: such a model only scores frames of that size.
+    tiling: bool = False
+    tile_scale: float = 1.0         # the ROI is resized by this before it is cut into tiles
+    tile_overlap: float = 0.25      # minimum overlap of neighbouring tiles (fraction of a tile)
+    roi: tuple[int, int, int, int] | None = None           # x, y, w, h in frame pixels
+    roi_polygon: tuple[tuple[int, int], ...] | None = None  # optional, frame pixels
+    frame_size: tuple[int, int] | None = None               # (H, W) the layout was made for
+
+    @property
+    def uses_layout(self) -> bool:
+        return self.tiling or self.roi is not None or self.roi_polygon is not None
 
     def __post_init__(self) -> None:
         if self.size not in ("small", "medium"):
@@ -48,7 +60,13 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        d = {k: v for k, v in d.items() if k in known}
+        for key in ("roi", "frame_size"):
+            if d.get(key) is not None:
+                d[key] = tuple(int(v) for v in d[key])
+        if d.get("roi_polygon") is not None:
+            d["roi_polygon"] = tuple(tuple(int(v) for v in p) for p in d["roi_polygon"])
+        return cls(**d)
 
 
 def pdn(size: str, out_channels: int, padding: bool = False) -> nn.Sequential:
@@ -166,15 +184,25 @@ class EfficientAD(nn.Module):
         map_ae = ((a - s[:, c:]) ** 2).mean(dim=1, keepdim=True)
         return map_st, map_ae
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised input (B,3,S,S) -> combined anomaly map (B,1,s,s) on the PDN grid.
+    def st_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Unnormalised M_ST (B,1,s,s) alone (tiles, when tiling)."""
+        c = self.config.out_channels
+        return ((self.teacher_features(x) - self.student(x)[:, :c]) ** 2).mean(dim=1, keepdim=True)
 
-        Each map is mapped so that its q_a quantile goes to 0 and q_b to 0.1, then averaged.
-        """
-        map_st, map_ae = self.raw_maps(x)
+    def ae_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Unnormalised M_AE (B,1,s,s) alone (the global view, when tiling)."""
+        c = self.config.out_channels
+        return ((self.autoencoder(x) - self.student(x)[:, c:]) ** 2).mean(dim=1, keepdim=True)
+
+    def combine(self, map_st: torch.Tensor, map_ae: torch.Tensor) -> torch.Tensor:
+        """Each map is mapped so that its q_a quantile goes to 0 and q_b to 0.1, then averaged."""
         map_st = 0.1 * (map_st - self.q_st_a) / (self.q_st_b - self.q_st_a)
         map_ae = 0.1 * (map_ae - self.q_ae_a) / (self.q_ae_b - self.q_ae_a)
         return 0.5 * map_st + 0.5 * map_ae
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised input (B,3,S,S) -> combined anomaly map (B,1,s,s) on the PDN grid."""
+        return self.combine(*self.raw_maps(x))
 
 
 def map_to_image(map_small: torch.Tensor, image_size: int, out_hw: tuple[int, int]) -> torch.Tensor:

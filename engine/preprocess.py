@@ -25,3 +25,11 @@ def frames_to_tensor(frames: list[np.ndarray], image_size: int, device: torch.de
                               antialias=True, align_corners=False)
         out.append(t)
     return (torch.cat(out) / 255.0).clamp_(0.0, 1.0)
+
+
+def frame_to_tensor01(frame: np.ndarray, device: torch.device = torch.device("cpu")) -> torch.Tensor:
+    """One H×W×3 uint8 frame -> (3,H,W) float32 in [0,1] on `device`, at full resolution."""
+    a = np.ascontiguousarray(frame)
+    if not a.flags.writeable:
+        a = a.copy()
+    return torch.from_numpy(a).to(device).permute(2, 0, 1).float() / 255.0

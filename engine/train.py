@@ -30,7 +30,7 @@ from engine.device import resolve_device
 from engine.errors import InspectError
 from engine.model import (TEACHER_CHANNELS, EfficientAD, ModelConfig, load_teacher_state,
                           map_to_image)
-from engine.preprocess import frames_to_tensor
+from engine.preprocess import frame_to_tensor01, frames_to_tensor
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 MIN_GOOD_IMAGES = 5
@@ -300,16 +300,21 @@ def _train(cfg, images, progress, should_stop, resume_path) -> TrainResult:
     torch.manual_seed(cfg.seed)
     gen = random.Random(cfg.seed)
     s = cfg.model.image_size
+    layouts = None                            # per image, with tiling or an ROI
+    if cfg.model.uses_layout:
+        cfg, layouts = _with_layout(cfg, images)
 
     model = EfficientAD(cfg.model)
     teacher_source = _setup_teacher(model, cfg, progress)
     penalty_images = _load_penalty(cfg, progress)
     train_idx, hold_idx = _split(len(images), cfg.holdout_fraction, cfg.seed)
     progress(0.0, f"{len(train_idx)} training images, {len(hold_idx)} held out")
-    # All images resized once, kept as uint8 (N,3,S,S) on the CPU.
-    all_x = torch.cat([(frames_to_tensor([im], s, torch.device("cpu")) * 255).round().to(torch.uint8)
-                       for im in images])
+    # Each image's global view (the whole frame or ROI at S×S), once, as uint8 on the CPU;
+    # with tiling also the ROI at tile scale, from which random tiles are cut each step.
+    views = [_views(im, layouts[i] if layouts else None, s) for i, im in enumerate(images)]
+    all_x = torch.stack([v[0] for v in views])                         # (N,3,S,S) uint8
     train_x, hold_x = all_x[train_idx], all_x[hold_idx]
+    train_scaled = [views[i][1] for i in train_idx] if cfg.model.tiling else None
     model.to(device).to(memory_format=torch.channels_last)
     bf16 = use_bf16(cfg.precision, device)
 
@@ -340,7 +345,12 @@ def _train(cfg, images, progress, should_stop, resume_path) -> TrainResult:
         progress(start_step / cfg.steps, f"resumed at step {start_step}")
     else:
         progress(0.0, "teacher statistics")
-        _teacher_stats(model, train_x, device, bf16)
+        stats_x = train_x
+        if train_scaled is not None:          # tiles are what the ST half sees most
+            tiles = [_random_tile(train_scaled[i % len(train_scaled)], s, gen)
+                     for i in range(4 * len(train_scaled))]
+            stats_x = torch.cat([train_x, torch.stack(tiles)])
+        _teacher_stats(model, stats_x, device, bf16)
 
     c = TEACHER_CHANNELS
     model.teacher.eval()
@@ -354,8 +364,12 @@ def _train(cfg, images, progress, should_stop, resume_path) -> TrainResult:
             raise TrainingCancelled(f"training stopped at step {step} of {cfg.steps}")
         idx = [gen.randrange(len(train_x)) for _ in range(cfg.batch_size)]
         x01 = train_x[idx].to(device).float() / 255                       # (B,3,S,S)
-        x_st = model.normalize_image(x01)
+        # The autoencoder always learns from the global view; the student's ST half from
+        # the same view, or with tiling from a random tile of the same frame.
         x_ae = model.normalize_image(torch.stack([color_jitter(x, gen) for x in x01]))
+        if train_scaled is not None:
+            x01 = torch.stack([_random_tile(train_scaled[i], s, gen) for i in idx]).to(device).float() / 255
+        x_st = model.normalize_image(x01)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             b = x_st.shape[0]
             with torch.no_grad():
@@ -396,7 +410,11 @@ def _train(cfg, images, progress, should_stop, resume_path) -> TrainResult:
 
     progress(0.97, "map normalisation on held-out good images")
     model.eval()
-    m_st, m_ae = raw_holdout_maps(model, hold_x, device)
+    if layouts is None:
+        m_st, m_ae = raw_holdout_maps(model, hold_x, device)
+    else:
+        m_st, m_ae = _layout_holdout_maps(model, [layouts[i] for i in hold_idx],
+                                          [images[i] for i in hold_idx], device)
     with torch.no_grad():
         model.q_st_a.fill_(quantile(m_st, cfg.q_a))
         model.q_st_b.fill_(quantile(m_st, cfg.q_b))
@@ -406,7 +424,9 @@ def _train(cfg, images, progress, should_stop, resume_path) -> TrainResult:
         for a_, b_ in ((model.q_st_a, model.q_st_b), (model.q_ae_a, model.q_ae_b)):
             if float(b_ - a_) < 1e-9:
                 b_.copy_(a_ + 1e-6)
-    hold_scores = _holdout_scores(model, hold_x, device)
+    hold_scores = (_holdout_scores(model, hold_x, device) if layouts is None else
+                   _layout_holdout_scores(model, [layouts[i] for i in hold_idx],
+                                          [images[i] for i in hold_idx], device))
     threshold = default_threshold(hold_scores)
     model.cpu()
     meta = {
@@ -426,6 +446,60 @@ def _train(cfg, images, progress, should_stop, resume_path) -> TrainResult:
         resume_path.unlink()
     progress(1.0, f"done: threshold {threshold:.4f}")
     return TrainResult(model, meta)
+
+
+# -- frame layout (ROI, tiling): engine/layout.py --------------------------------------------
+def _with_layout(cfg: TrainConfig, images: list[np.ndarray]):
+    """Record the frame size an ROI was drawn for (all good images must share it); build
+    and validate each image's layout (tiling alone accepts mixed sizes)."""
+    from engine.layout import Layout
+    m = cfg.model
+    if m.roi is not None or m.roi_polygon is not None:
+        sizes = {im.shape[:2] for im in images}
+        if len(sizes) > 1:
+            raise InspectError(
+                "A region of interest needs all good images at one frame size; got "
+                + ", ".join(f"{w}×{h}" for h, w in sorted(sizes)[:4]) + ".")
+        hw = next(iter(sizes))
+        if m.frame_size is None:
+            cfg = replace(cfg, model=replace(m, frame_size=hw))
+    layouts = [Layout.of(cfg.model, im.shape[:2]) for im in images]
+    return cfg, layouts
+
+
+def _views(im: np.ndarray, layout, s: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """-> (global view (3,S,S) uint8, scaled ROI (3,hs,ws) uint8 or None)."""
+    cpu = torch.device("cpu")
+    if layout is None:
+        return (frames_to_tensor([im], s, cpu)[0] * 255).round().to(torch.uint8), None
+    crop = layout.crop(frame_to_tensor01(im))
+    to_u8 = lambda t: (t * 255).round().clamp(0, 255).to(torch.uint8)
+    scaled = to_u8(layout.scaled(crop)) if layout.tiling else None
+    return to_u8(layout.global_view(crop)), scaled
+
+
+def _random_tile(scaled: torch.Tensor, s: int, gen: random.Random) -> torch.Tensor:
+    h, w = scaled.shape[-2:]
+    y, x = gen.randint(0, h - s), gen.randint(0, w - s)
+    return scaled[:, y:y + s, x:x + s]
+
+
+@torch.no_grad()
+def _layout_holdout_maps(model, layouts, frames, device) -> tuple[np.ndarray, np.ndarray]:
+    from engine.layout import raw_frame_maps
+    st, ae = [], []
+    for layout, im in zip(layouts, frames):
+        m_st, m_ae = raw_frame_maps(model, layout, frame_to_tensor01(im, device))
+        st.append(m_st.float().cpu().numpy().ravel())
+        ae.append(m_ae.float().cpu().numpy().ravel())
+    return np.concatenate(st), np.concatenate(ae)
+
+
+@torch.no_grad()
+def _layout_holdout_scores(model, layouts, frames, device) -> np.ndarray:
+    from engine.layout import frame_map
+    return np.array([float(frame_map(model, layout, frame_to_tensor01(im, device)).max())
+                     for layout, im in zip(layouts, frames)])
 
 
 def _comparable_dict(d: dict) -> dict:

@@ -1,0 +1,81 @@
+"""Teacher distillation: crop/padded-map alignment, backbone target shapes, a tiny run + resume."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from engine.backbones import EfficientNetLite, PatchTarget, patch_target_reference
+from engine.distill import (BORDER, DistillConfig, crop_pair, distill, export_teacher,
+                            max_offset, split_images)
+from engine.errors import InspectError
+from engine.model import load_teacher_state, pdn
+
+
+def test_unpadded_crop_matches_padded_map():
+    """Unpadded PDN on a crop at (4·r0, 4·c0) == padded 64×64 map at (i+4+r0, j+4+c0)."""
+    torch.manual_seed(0)
+    padded = pdn("small", 384, padding=True).eval()
+    unpadded = pdn("small", 384, padding=False).eval()
+    unpadded.load_state_dict(padded.state_dict())       # same weights, same key layout
+    image = torch.randn(3, 256, 256)
+    with torch.no_grad():
+        full = padded(image[None])[0]                    # (384,64,64)
+        assert full.shape == (384, 64, 64)
+        for n, r0, c0 in [(8, 0, 0), (8, max_offset(8), 3), (16, 11, 27)]:
+            x, y = crop_pair(image, full, r0, c0, n)
+            assert x.shape == (3, 4 * n + 29, 4 * n + 29) and y.shape == (384, n, n)
+            out = unpadded(x[None])[0]
+            torch.testing.assert_close(out, y, atol=1e-4, rtol=1e-4)
+        whole = unpadded(image[None])[0]                 # (384,56,56) == padded interior
+        torch.testing.assert_close(whole, full[:, BORDER:-BORDER, BORDER:-BORDER], atol=1e-4, rtol=1e-4)
+
+
+def test_backbone_target_shape_and_fast_aggregation():
+    bb = EfficientNetLite()
+    with torch.no_grad():
+        maps = bb(torch.rand(1, 3, 128, 128))
+        assert [m.shape[-1] for m in maps] == [16, 8]            # strides 8 and 16
+        agg = PatchTarget(tuple(m.shape[1] for m in maps))
+        t = agg(maps)
+        assert t.shape == (1, 384, 16, 16)
+        torch.testing.assert_close(t, patch_target_reference(maps), atol=1e-4, rtol=1e-4)
+
+
+def _images(folder: Path, k: int) -> Path:
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(k):
+        Image.fromarray(rng.integers(0, 256, (80 + 8 * i, 96, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+def test_tiny_distillation_resumes_and_exports(tmp_path):
+    torch.set_num_threads(1)
+    imgs = _images(tmp_path / "imgs", 5)
+    cfg = DistillConfig(images=str(imgs), work_dir=str(tmp_path / "w"), steps=2, crop_out=4,
+                        batch=2, pool_views=2, stat_views=2, holdout_every=5)
+    path = distill(cfg)
+    ck = torch.load(tmp_path / "w" / "checkpoint.pt", weights_only=False)
+    assert ck["state"]["step"] == 2 and ck["mean"].shape == (384,)
+    # resume: the same work dir continues from step 2
+    distill(DistillConfig(**{**cfg.__dict__, "steps": 3}))
+    ck2 = torch.load(tmp_path / "w" / "checkpoint.pt", weights_only=False)
+    assert ck2["state"]["step"] == 3 and torch.equal(ck2["mean"], ck["mean"])
+    out = export_teacher(tmp_path / "w" / "checkpoint.pt", tmp_path / "t.pth")
+    sd = torch.load(out, weights_only=True)
+    assert "0.weight" in sd and sd["0.weight"].dtype == torch.float16
+    teacher = pdn("small", 384)
+    load_teacher_state(teacher, path)
+    torch.testing.assert_close(teacher[0].weight, ck2["pdn"]["0.weight"].half().float())
+
+
+def test_empty_folder_and_bad_weights_are_one_sentence(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InspectError, match="has no images"):
+        split_images(tmp_path / "empty", 20)
+    bad = tmp_path / "bad.pth"
+    torch.save({"x": torch.zeros(1)}, bad)
+    with pytest.raises(InspectError, match="does not fit EfficientNet-Lite0"):
+        EfficientNetLite(weights=bad)
