@@ -89,10 +89,12 @@ class Scorer:
             if self.device.type != "cpu":
                 raise InspectError(f"Scoring backend {backend} runs on the CPU only.")
             import tempfile
-            onnx_path = Path(tempfile.mkdtemp(prefix="inspect-onnx-")) / "model.onnx"
-            fast.export_onnx(self.model, onnx_path)
-            runner = (fast.OnnxRuntimeRunner(onnx_path) if backend == "onnxruntime" else
-                      fast.OpenVinoRunner(onnx_path, backend.split("-")[1]))
+            # Both runtimes read the graph into memory, so the file lives only this long.
+            with tempfile.TemporaryDirectory(prefix="inspect-onnx-") as tmp:
+                onnx_path = Path(tmp) / "model.onnx"
+                fast.export_onnx(self.model.cpu(), onnx_path)
+                runner = (fast.OnnxRuntimeRunner(onnx_path) if backend == "onnxruntime" else
+                          fast.OpenVinoRunner(onnx_path, backend.split("-")[1]))
             # the exported graph also upsamples; keep the grid map only: the grid is its input
             return lambda u: runner.small(u)
         raise InspectError(f"Unknown scoring backend {backend!r}; choose from {', '.join(BACKENDS)}.")
