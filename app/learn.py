@@ -1,0 +1,332 @@
+"""Learn good parts: capture N good frames from the live camera (or import a folder), drop bad
+captures by unticking their thumbnails, train with progress / time left / Cancel, look at the
+held-out good scores with the proposed threshold, and save under a product name.
+
+Training runs through the task bridge on a worker with the product's settings; the worker
+writes the model file itself, so only its path and plain metadata come back to the GUI."""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel,
+                               QListWidget, QListWidgetItem, QProgressBar, QPushButton,
+                               QSpinBox, QVBoxLayout, QWidget)
+
+from app.tasks import Relay
+from app.widgets import histogram, score_edges, to_pixmap
+from engine.errors import InspectError
+from engine.settings import ProductSettings
+
+
+def safe_file_name(name: str) -> str:
+    return re.sub(r"[^\w.\-]+", "_", name).strip("._") or "product"
+
+
+class LearnScreen(QWidget):
+    saved = Signal(str)                   # product name, after the model is in use
+
+    def __init__(self, services):
+        super().__init__()
+        self.services = services
+        self.images: list[np.ndarray] = []     # captured / imported good images (RGB uint8)
+        self.job = None
+        self.result: dict | None = None        # {"path", "meta"} of the last trained model
+        self._t0 = 0.0
+        self._capture_relay = Relay(self._captured, self)
+        self._build()
+        self._update_buttons()
+
+    # ---- layout ------------------------------------------------------------------------
+    def _build(self) -> None:
+        s = self.services.settings
+        step1 = QGroupBox("1. Good parts")
+        self.count = QSpinBox()
+        self.count.setRange(5, 5000)
+        self.count.setValue(s.good_frames)
+        self.capture_button = QPushButton("Capture from live camera")
+        self.capture_button.clicked.connect(self.capture)
+        self.import_button = QPushButton("Import a folder…")
+        self.import_button.clicked.connect(self.import_folder)
+        self.clear_button = QPushButton("Clear")
+        self.clear_button.clicked.connect(self.clear)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Frames:"))
+        row.addWidget(self.count)
+        for b in (self.capture_button, self.import_button, self.clear_button):
+            row.addWidget(b)
+        row.addStretch(1)
+        self.thumbs = QListWidget()
+        self.thumbs.setViewMode(QListWidget.IconMode)
+        self.thumbs.setIconSize(QSize(96, 96))
+        self.thumbs.setResizeMode(QListWidget.Adjust)
+        self.thumbs.setMinimumHeight(150)
+        self.thumbs.itemChanged.connect(lambda _i: self._update_buttons())
+        self.thumb_info = QLabel("Untick any picture that is not a good part: it will not be learned.")
+        v = QVBoxLayout(step1)
+        v.addLayout(row)
+        v.addWidget(self.thumbs, 1)
+        v.addWidget(self.thumb_info)
+
+        step2 = QGroupBox("2. Learn")
+        self.plan = QLabel()
+        self.plan.setWordWrap(True)
+        self.train_button = QPushButton("Learn good parts")
+        self.train_button.setStyleSheet("font-size:15px; padding:6px;")
+        self.train_button.clicked.connect(self.train)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress_text = QLabel("")
+        row = QHBoxLayout()
+        row.addWidget(self.train_button)
+        row.addWidget(self.cancel_button)
+        row.addWidget(self.progress, 1)
+        v = QVBoxLayout(step2)
+        v.addWidget(self.plan)
+        v.addLayout(row)
+        v.addWidget(self.progress_text)
+
+        step3 = QGroupBox("3. Check and save")
+        self.hist = pg.PlotWidget()
+        self.hist.setMinimumHeight(160)
+        self.hist.setLabel("bottom", "score of held-out good parts")
+        self.hist.setLabel("left", "parts")
+        self.hist.setMouseEnabled(x=False, y=False)
+        self.bars = pg.PlotDataItem(stepMode="center", fillLevel=0, brush=(31, 119, 180, 120))
+        self.hist.addItem(self.bars)
+        self.proposed = pg.InfiniteLine(angle=90, pen=pg.mkPen("#c62828", width=2))
+        self.hist.addItem(self.proposed)
+        self.proposed.hide()
+        self.result_text = QLabel("")
+        self.result_text.setWordWrap(True)
+        self.product_name = QComboBox()
+        self.product_name.setEditable(True)
+        self.product_name.setMinimumWidth(200)
+        self.save_button = QPushButton("Save and use for this product")
+        self.save_button.clicked.connect(self.save)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Product name:"))
+        row.addWidget(self.product_name)
+        row.addWidget(self.save_button)
+        row.addStretch(1)
+        v = QVBoxLayout(step3)
+        v.addWidget(self.hist, 1)
+        v.addWidget(self.result_text)
+        v.addLayout(row)
+
+        lay = QVBoxLayout(self)
+        lay.addWidget(step1, 3)
+        lay.addWidget(step2)
+        lay.addWidget(step3, 2)
+        self.on_shown()
+
+    def on_shown(self) -> None:
+        s = self.services.settings
+        self.product_name.clear()
+        self.product_name.addItems(sorted(s.products))
+        self.product_name.setCurrentText(s.current_product)
+        cpu = self.services.pipeline.device != "cuda"
+        self.plan.setText(
+            f"Training uses this product's settings: {s.training_steps:,} steps, {s.model_size} model "
+            f"at {s.image_size} px, {'CPU' if s.device == 'cpu' else s.device.upper()} "
+            f"(bf16 where the hardware has it). {'On a CPU this takes minutes, not hours: ' if cpu else ''}"
+            "the paper's 70,000 steps are for a GPU; change the steps in Settings.")
+
+    # ---- step 1: good parts ------------------------------------------------------------
+    def capture(self) -> None:
+        p = self.services.pipeline
+        if not p.running:                   # capturing needs the live camera
+            p.start()
+        self.capture_button.setEnabled(False)
+        self.progress_text.setText(f"Capturing {self.count.value()} frames from the live camera …")
+        p.capture(self.count.value(), self._capture_relay.send)
+
+    def _captured(self, frames) -> None:
+        """On the GUI thread: thumbnails; parts the simulated line says are defective start unticked."""
+        for f in frames:
+            known_bad = f.label not in (None, "good")
+            self._add_image(f.rgb, f"frame {f.id}", checked=not known_bad,
+                            tip=f"The camera says this part is defective ({f.label})" if known_bad else "")
+        self.progress_text.setText(f"Captured {len(frames)} frames.")
+        self.capture_button.setEnabled(True)
+        self._update_buttons()
+
+    def import_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder of good parts")
+        if folder:
+            self.load_folder(Path(folder))
+
+    def load_folder(self, folder: Path) -> None:
+        from engine.data import list_images, load_images
+
+        def load():
+            paths = list_images(folder)
+            if not paths:
+                raise InspectError(f"No images (png, jpg, bmp, tif) in {folder}.")
+            images, kept = load_images(paths)
+            if not images:
+                raise InspectError(f"None of the {len(paths)} images in {folder} could be read.")
+            return [(p.name, im) for p, im in zip(kept, images)]
+
+        def done(items) -> None:
+            for name, im in items:
+                self._add_image(im, name)
+            self.progress_text.setText(f"Imported {len(items)} images from {folder}.")
+            self._update_buttons()
+
+        self.services.tasks.call("Importing good parts", load, on_done=done)
+
+    def _add_image(self, rgb: np.ndarray, name: str, checked: bool = True, tip: str = "") -> None:
+        item = QListWidgetItem(QIcon(to_pixmap(rgb, 96)), name)
+        item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+        item.setCheckState(Qt.Checked if checked else Qt.Unchecked)
+        item.setData(Qt.UserRole, len(self.images))
+        if tip:
+            item.setToolTip(tip)
+        self.images.append(rgb)
+        self.thumbs.addItem(item)
+
+    def clear(self) -> None:
+        self.thumbs.clear()
+        self.images.clear()
+        self._update_buttons()
+
+    def chosen_images(self) -> list[np.ndarray]:
+        out = []
+        for i in range(self.thumbs.count()):
+            item = self.thumbs.item(i)
+            if item.checkState() == Qt.Checked:
+                out.append(self.images[item.data(Qt.UserRole)])
+        return out
+
+    # ---- step 2: train -------------------------------------------------------------------
+    def train(self) -> None:
+        from engine.model import ModelConfig, save_checkpoint
+        from engine.train import TrainConfig, train
+        s = self.services.settings
+        images = self.chosen_images()
+        try:
+            cfg = TrainConfig(model=ModelConfig(size=s.model_size, image_size=s.image_size,
+                                                roi=s.camera.roi),
+                              steps=s.training_steps, teacher=s.teacher, penalty=s.penalty,
+                              device=s.device)
+        except InspectError as exc:
+            self.services.errors.report("Learning", exc)
+            return
+        models_dir = self.services.models_dir
+        resume = models_dir / "training.partial.pt"
+
+        def work(progress, should_stop):           # on a worker thread
+            models_dir.mkdir(parents=True, exist_ok=True)
+            if resume.exists():                    # a resume file of other images is refused
+                resume.unlink()
+            result = train(cfg, images, progress, should_stop, resume_path=resume)
+            path = models_dir / f"pending-{result.meta['model_id']}.pt"
+            save_checkpoint(result.model, path, result.meta)
+            return {"path": str(path), "meta": result.meta}
+
+        self.result = None
+        self._t0 = time.monotonic()
+        self.progress.setValue(0)
+        self.progress_text.setText(f"Learning from {len(images)} good parts …")
+        self.job = self.services.tasks.run("Learning good parts", work, on_done=self._trained,
+                                           on_progress=self._progress,
+                                           on_failed=self._train_failed,
+                                           on_finished=self._update_buttons)
+        self._update_buttons()
+
+    def _progress(self, fraction: float, message: str) -> None:
+        self.progress.setValue(int(fraction * 1000))
+        elapsed = time.monotonic() - self._t0
+        left = ""
+        if fraction > 0.02:
+            secs = elapsed * (1 - fraction) / fraction
+            left = f" — about {secs / 60:.0f} min left" if secs >= 90 else f" — about {secs:.0f} s left"
+        self.progress_text.setText(f"{message}{left}")
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self.progress_text.setText("Cancelling …")
+
+    def _train_failed(self, exc) -> None:
+        self.progress_text.setText("Learning cancelled." if self.job and self.job.cancelled
+                                   else f"Learning failed: {exc}")
+
+    def _trained(self, result: dict) -> None:
+        self.result = result
+        meta = result["meta"]
+        scores = np.asarray(meta["holdout_scores"], dtype=np.float64)
+        t = float(meta["threshold"])
+        edges = score_edges(scores, extra=(t,), bins=20)
+        self.bars.setData(edges, histogram(scores, edges))
+        self.proposed.setPos(t)
+        self.proposed.show()
+        self.progress.setValue(1000)
+        took = time.monotonic() - self._t0
+        self.progress_text.setText(f"Learned in {took:.0f} s.")
+        self.result_text.setText(
+            f"Proposed threshold {t:.4f} (red line). {len(scores)} held-out good parts scored "
+            f"{scores.min():.4f} to {scores.max():.4f}; {100 * meta['holdout_false_reject_rate']:.0f} % "
+            "of them would be rejected. Teacher: " + ("RANDOM (testing only)" if meta.get("teacher") == "random"
+                                                      else Path(str(meta.get("teacher"))).name) + ".")
+
+    # ---- step 3: save --------------------------------------------------------------------
+    def save(self) -> None:
+        name = self.product_name.currentText().strip()
+        if self.result is None:
+            return
+        s = self.services.settings
+        try:                                             # name check before any file moves
+            s.with_product(name, ProductSettings()).validate()
+        except InspectError as exc:
+            self.services.errors.report("Saving the model", exc)
+            return
+        result, lg = self.result, self.services.log
+        final = self.services.models_dir / f"{safe_file_name(name)}-{result['meta']['model_id']}.pt"
+
+        def move_and_register():
+            Path(result["path"]).replace(final)
+            if lg is not None:
+                from engine.log import ModelInfo
+                m = result["meta"]
+                lg.register_model(ModelInfo(m["model_id"], f"{name} {m['created_utc']}", name,
+                                            str(final), float(m["threshold"]),
+                                            {"holdout_false_reject_rate": m["holdout_false_reject_rate"],
+                                             "steps": m["steps"], "n_train": m["n_train"]}))
+            return str(final)
+
+        def done(path: str) -> None:
+            st = self.services.settings
+            self.services.save(replace(st.with_product(name, ProductSettings(model_file=path)),
+                                       current_product=name))
+            self.result = None
+            self._update_buttons()
+            self.progress_text.setText(f"Saved: {name} now uses the new model.")
+            self.saved.emit(name)
+
+        self.services.tasks.call("Saving the model", move_and_register, on_done=done)
+
+    def _update_buttons(self) -> None:
+        training = self.job is not None and self.job.running
+        n = len(self.chosen_images())
+        self.train_button.setEnabled(not training and n >= 5)
+        self.train_button.setText(f"Learn good parts ({n} pictures)" if n else "Learn good parts")
+        self.cancel_button.setEnabled(training)
+        self.capture_button.setEnabled(not training)
+        self.import_button.setEnabled(not training)
+        self.save_button.setEnabled(self.result is not None and not training)
+
+    def shutdown(self) -> None:
+        """Closing the app: stop training (its resume file is written on cancel)."""
+        if self.job is not None:
+            self.job.cancel()
+        self.services.pipeline.cancel_capture()

@@ -1,0 +1,255 @@
+"""The live path of a frame, all plain Python on threads (no Qt here):
+
+    camera feed (engine/camera acquisition thread, latest-frame slot)
+      -> scoring thread (this file): takes the newest frame, Scorer.score, decide -> Verdict,
+         renders the overlay, hands an InspectionRecord to the log writer (never blocks)
+      -> on_result(LiveResult) — the GUI side wraps it in tasks.Relay, so the GUI thread
+         only draws what arrives.
+
+The scoring thread also serves the Learn flow (captures the next N frames) and swaps
+models between frames when the product changes. Errors go to on_error(where, exc): the
+thread keeps running (a scoring error costs one frame, not the line).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from app.priority import background_priority
+from engine.errors import InspectError
+from engine.types import Decision, Frame, Verdict, decide
+
+log = logging.getLogger("inspect.pipeline")
+
+
+@dataclass(frozen=True, eq=False)
+class LiveResult:
+    """What the live screen draws for one frame."""
+    frame: Frame
+    verdict: Verdict | None          # None: no model for this product yet
+    shown: np.ndarray                # the picture to draw (overlay already rendered if asked)
+    product: str
+    camera_fps: float
+    scored_fps: float
+    parts: int
+    fails: int
+    reviews: int
+    logged: bool                     # handed to the inspection log
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model scores frames, and with which thresholds."""
+    product: str
+    path: str | None                 # None: no model for this product
+    threshold: float | None = None   # None: the model's own
+    review_below: float | None = None
+
+
+@dataclass
+class _Capture:
+    n: int
+    frames: list = field(default_factory=list)
+    done: Callable[[list[Frame]], None] | None = None
+    event: threading.Event = field(default_factory=threading.Event)
+
+
+class Pipeline:
+    def __init__(self, feed, station: str, device: str = "auto", backend: str = "auto",
+                 on_result: Callable[[LiveResult], None] = lambda r: None,
+                 on_model: Callable[[dict], None] = lambda info: None,
+                 on_error: Callable[[str, BaseException], None] = lambda where, e: None,
+                 log_submit: Callable | None = None):
+        self.feed = feed                       # start(), stop(), latest(after_seq, timeout)
+        self.station = station
+        self.device = device
+        self.backend = backend
+        self.on_result = on_result
+        self.on_model = on_model              # {"product", "model_id", "threshold", "meta"}
+        self.on_error = on_error
+        self.log_submit = log_submit           # InspectionRecord -> bool; None: not logging
+        self.overlay_on = True
+        self.opacity = 0.5
+        self._spec: ModelSpec | None = None
+        self._pending_spec: ModelSpec | None = None
+        self._scorer = None
+        self._threshold = 0.5
+        self._review: float | None = None
+        self._capture: _Capture | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.parts = self.fails = self.reviews = 0
+        self._arrivals: deque[float] = deque(maxlen=30)
+        self._scored: deque[float] = deque(maxlen=30)
+
+    # ---- control (any thread) ----------------------------------------------------------
+    def start(self) -> None:
+        if self.running:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="scoring", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop scoring and acquisition; every verdict made so far is already with the writer."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self.feed.stop()
+        with self._lock:
+            cap, self._capture = self._capture, None
+        if cap is not None:
+            cap.event.set()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def set_model(self, spec: ModelSpec) -> None:
+        """Swap models between frames (the scoring thread loads the file)."""
+        with self._lock:
+            self._pending_spec = spec
+        if not self.running:
+            self._apply_pending()
+
+    def set_threshold(self, threshold: float, review_below: float | None) -> None:
+        with self._lock:
+            self._threshold = float(threshold)
+            self._review = None if review_below is None else float(review_below)
+
+    def set_overlay(self, on: bool, opacity: float) -> None:
+        self.overlay_on, self.opacity = bool(on), float(opacity)
+
+    def capture(self, n: int, done: Callable[[list[Frame]], None]) -> None:
+        """Hand the next n frames to done(frames) (on the scoring thread)."""
+        with self._lock:
+            self._capture = _Capture(n=n, done=done)
+
+    def cancel_capture(self) -> None:
+        with self._lock:
+            self._capture = None
+
+    def reset_counters(self) -> None:
+        self.parts = self.fails = self.reviews = 0
+
+    @property
+    def spec(self) -> ModelSpec | None:
+        return self._spec
+
+    @property
+    def has_model(self) -> bool:
+        return self._scorer is not None
+
+    # ---- the scoring thread ------------------------------------------------------------
+    def _run(self) -> None:
+        background_priority()
+        # Started here, not on the GUI thread: the acquisition thread inherits this
+        # thread's lower priority, so neither competes with the GUI for the CPU.
+        self.feed.start()
+        last_seq = -1
+        while not self._stop.is_set():
+            try:
+                self._apply_pending()
+                got = self.feed.latest(last_seq, 0.2)
+                if got is None:
+                    continue
+                last_seq, frame = got
+                self._arrivals.append(frame.t)
+                self._feed_capture(frame)
+                self._handle(frame)
+            except Exception as exc:           # noqa: BLE001 - one bad frame must not stop the line
+                self.on_error("Scoring", exc)
+                time.sleep(0.2)                # a persistent fault must not flood the log
+
+    def _apply_pending(self) -> None:
+        with self._lock:
+            spec, self._pending_spec = self._pending_spec, None
+        if spec is None:
+            return
+        self._scorer, self._spec = None, spec
+        if spec.path is None:
+            self.on_model({"product": spec.product, "model_id": "", "threshold": None, "meta": {}})
+            return
+        from engine.scoring import Scorer
+        try:
+            if not Path(spec.path).is_file():
+                raise InspectError(f"The model file for {spec.product!r} is missing ({spec.path}). "
+                                   "Click Learn good parts to train it again.")
+            scorer = Scorer.from_file(spec.path, device=self.device, backend=self.backend)
+        except Exception as exc:
+            self.on_model({"product": spec.product, "model_id": "", "threshold": None, "meta": {}})
+            raise InspectError(f"Cannot use the model of {spec.product!r}: {exc}") from exc
+        self.set_threshold(spec.threshold if spec.threshold is not None else scorer.threshold,
+                           spec.review_below)
+        self._scorer = scorer
+        self.on_model({"product": spec.product, "model_id": scorer.model_id,
+                       "threshold": scorer.threshold, "meta": scorer.meta})
+
+    def _feed_capture(self, frame: Frame) -> None:
+        with self._lock:
+            cap = self._capture
+            if cap is None:
+                return
+            cap.frames.append(frame)
+            if len(cap.frames) < cap.n:
+                return
+            self._capture = None
+        cap.event.set()
+        if cap.done is not None:
+            cap.done(list(cap.frames))
+
+    def _handle(self, frame: Frame) -> None:
+        scorer, spec = self._scorer, self._spec
+        product = spec.product if spec else ""
+        verdict, shown, logged = None, frame.rgb, False
+        if scorer is not None:
+            with self._lock:
+                threshold, review = self._threshold, self._review
+            result = scorer.score([frame.rgb])
+            score, amap = float(result.scores[0]), result.maps[0]
+            decision = decide(score, threshold, review)
+            verdict = Verdict(frame_id=frame.id, score=score, decision=decision,
+                              threshold=threshold, anomaly_map=amap, model_id=scorer.model_id,
+                              latency_ms=result.latency_ms)
+            self.parts += 1
+            self.fails += decision == Decision.FAIL
+            self.reviews += decision == Decision.REVIEW
+            from engine.scoring import overlay
+            ov = None
+            if decision != Decision.PASS or self.overlay_on:
+                ov = overlay(frame.rgb, amap, threshold, self.opacity if self.overlay_on else 0.5)
+            if self.overlay_on:
+                shown = ov
+            logged = self._log(frame, verdict, product, ov if decision != Decision.PASS else None)
+        self._scored.append(time.monotonic())
+        self.on_result(LiveResult(frame=frame, verdict=verdict, shown=shown, product=product,
+                                  camera_fps=self._camera_rate(), scored_fps=_rate(self._scored),
+                                  parts=self.parts, fails=self.fails, reviews=self.reviews,
+                                  logged=logged))
+
+    def _camera_rate(self) -> float:
+        """Frames the camera delivers per second (the acquisition's count when it has one)."""
+        rate = getattr(self.feed, "rate_hz", None)
+        return float(rate()) if rate is not None else _rate(self._arrivals)
+
+    def _log(self, frame: Frame, verdict: Verdict, product: str, ov) -> bool:
+        if self.log_submit is None:
+            return False
+        from engine.log import InspectionRecord
+        return bool(self.log_submit(InspectionRecord.from_frame(
+            frame, verdict, station=self.station, product=product, overlay=ov)))
+
+
+def _rate(times: deque) -> float:
+    if len(times) < 2 or times[-1] <= times[0]:
+        return 0.0
+    return (len(times) - 1) / (times[-1] - times[0])

@@ -1,0 +1,161 @@
+"""What every screen shares: settings, the data folder, the task bridge, the inspection log
+and the live pipeline. Plain attributes; the screens read them and call the methods here,
+so the rules (where models live, how a product switches its model) are written once."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from app.camera_feed import CameraFeed
+from app.pipeline import ModelSpec, Pipeline
+from app.tasks import ErrorHandler, Relay, Tasks
+from engine.errors import InspectError
+from engine.settings import ProductSettings, Settings, load_settings, save_settings
+
+log = logging.getLogger("inspect.app")
+
+
+class Services(QObject):
+    settings_changed = Signal(object)        # Settings
+    log_ready = Signal(object)               # InspectionLog or None
+    log_event = Signal(object)               # engine.log.LogEvent (from the writer thread)
+    camera_status = Signal(object)           # app.camera_feed.FeedStatus
+    live_result = Signal(object)             # app.pipeline.LiveResult
+    model_changed = Signal(dict)             # {"product", "model_id", "threshold", "meta"}
+
+    def __init__(self, data_dir: Path, errors: ErrorHandler, backend: str = "auto"):
+        super().__init__()
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.settings_path = self.data_dir / "settings.json"
+        self.errors = errors
+        self.tasks = Tasks(errors, parent=self)
+        self.backend = backend
+        self.log = None                      # engine.log.InspectionLog once opened
+        self._opened_log = None
+        self._shut_down = False
+        self.model_info: dict = {}
+        try:
+            self.settings: Settings = load_settings(self.settings_path)
+        except InspectError as exc:          # keep the bad file for the engineer; run on defaults
+            errors.report("Settings", exc)
+            bad = self.settings_path.with_name(f"settings.invalid-{int(time.time())}.json")
+            self.settings_path.replace(bad)
+            errors.report("Settings", f"Started with default settings; the old file is kept as {bad.name}.")
+            self.settings = Settings()
+        # Relays carry values from worker threads to the GUI thread (see tasks.Relay).
+        self._result_relay = Relay(self.live_result.emit, self)
+        self._model_relay = Relay(self.model_changed.emit, self)
+        self._status_relay = Relay(self.camera_status.emit, self)
+        self._log_relay = Relay(self.log_event.emit, self)
+        self.model_changed.connect(self._remember_model)
+        self.feed = CameraFeed(self.settings.camera, on_status=self._status_relay.send)
+        self.pipeline = Pipeline(self.feed, station=self.settings.station,
+                                 device=self.settings.device, backend=backend,
+                                 on_result=self._result_relay.send,
+                                 on_model=self._model_relay.send,
+                                 on_error=lambda where, e: errors.report(where, e, serious=False))
+
+    # ---- places ------------------------------------------------------------------------
+    @property
+    def storage_dir(self) -> Path:
+        return Path(self.settings.storage.folder) if self.settings.storage.folder else self.data_dir
+
+    @property
+    def models_dir(self) -> Path:
+        return self.storage_dir / "models"
+
+    def log_location(self) -> str | Path:
+        return self.settings.storage.database_url or (self.storage_dir / "log")
+
+    # ---- settings ----------------------------------------------------------------------
+    def save(self, new: Settings) -> None:
+        """Validate and save; apply what changed (camera restarts, product switches model)."""
+        old = self.settings
+        save_settings(new, self.settings_path)          # raises InspectError if invalid
+        self.settings = new
+        self.pipeline.station = new.station
+        if new.camera != old.camera:
+            self.set_camera(new)
+        if (new.device != old.device or new.current_product != old.current_product
+                or new.product.model_file != old.product.model_file):
+            self.pipeline.device = new.device
+            self.load_product_model()
+        elif new.product != old.product:
+            p = new.product
+            if p.threshold is not None:
+                self.pipeline.set_threshold(p.threshold, p.review_below)
+        if new.storage != old.storage:
+            self.errors.report("Settings", "The new storage place is used from the next start "
+                                           "of the app (records keep going to the current log).",
+                               serious=False)
+        self.settings_changed.emit(new)
+
+    def set_camera(self, new: Settings) -> None:
+        was_running = self.pipeline.running
+        if was_running:
+            self.pipeline.stop()
+        self.feed.configure(new.camera)
+        if was_running:
+            self.pipeline.start()
+
+    def switch_product(self, name: str) -> None:
+        if name == self.settings.current_product:
+            return
+        products = dict(self.settings.products)
+        products.setdefault(name, ProductSettings())
+        self.save(replace(self.settings, products=products, current_product=name))
+
+    def load_product_model(self) -> None:
+        p = self.settings.product
+        self.pipeline.set_model(ModelSpec(product=self.settings.current_product,
+                                          path=p.model_file or None, threshold=p.threshold,
+                                          review_below=p.review_below))
+
+    def _remember_model(self, info: dict) -> None:
+        self.model_info = info
+
+    # ---- the inspection log ------------------------------------------------------------
+    def open_log(self) -> None:
+        """On a worker: migrations and the startup picture check may take a while."""
+        from engine.log import InspectionLog, LogConfig
+
+        def open_it():
+            lg = InspectionLog.open(self.log_location(), LogConfig(), on_event=self._log_relay.send)
+            lg.start_writer()
+            self._opened_log = lg            # closed by shutdown() even if `done` never runs
+            return lg
+
+        def done(lg) -> None:
+            if self._shut_down:
+                return
+            self.log = lg
+            self.pipeline.log_submit = lg.submit
+            self.log_ready.emit(lg)
+
+        def failed(exc) -> None:
+            self.errors.report("Inspection log", "Verdicts are NOT being logged until the log "
+                                                 "can be opened (see Settings: storage).")
+            self.log_ready.emit(None)
+
+        self.tasks.call("Opening the inspection log", open_it, on_done=done, on_failed=failed)
+
+    # ---- closing -----------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Stop acquisition and scoring, cancel training, then let the writer write every
+        queued record before the log closes: nothing made so far is lost."""
+        self._shut_down = True
+        self.pipeline.stop()
+        self.tasks.shutdown(timeout_s=60)
+        lg = self.log or self._opened_log
+        self.pipeline.log_submit = None
+        if lg is not None:
+            stats = lg.stop_writer(timeout=30)
+            if stats is not None and stats.lost:
+                log.error("%d records could not be written when closing", stats.lost)
+            lg.close()
+        self.log = self._opened_log = None

@@ -1,0 +1,75 @@
+"""engine/settings.py: one validated model, JSON with a schema version."""
+import json
+from dataclasses import replace
+
+import pytest
+
+from engine.errors import InspectError
+from engine.settings import (SCHEMA_VERSION, CameraSettings, ProductSettings, Settings,
+                             load_settings, save_settings, settings_from_dict, settings_to_dict)
+
+
+def test_defaults_are_valid_and_round_trip(tmp_path):
+    s = replace(Settings(), camera=CameraSettings(roi=(10, 20, 100, 80), exposure_us=5000.0),
+                products={"a": ProductSettings(model_file="m.pt", threshold=0.3, review_below=0.2)},
+                current_product="a")
+    path = tmp_path / "s.json"
+    save_settings(s, path)
+    assert load_settings(path) == s
+    assert json.loads(path.read_text())["schema_version"] == SCHEMA_VERSION
+
+
+def test_missing_file_gives_defaults(tmp_path):
+    assert load_settings(tmp_path / "none.json") == Settings()
+
+
+@pytest.mark.parametrize("change, words", [
+    (dict(device="gpu"), "Device must be one of"),
+    (dict(image_size=100), "multiple of 32"),
+    (dict(training_steps=0), "Training steps"),
+    (dict(current_product="nope"), "not in the product list"),
+    (dict(camera=CameraSettings(source="folder")), "needs a path"),
+    (dict(camera=CameraSettings(trigger="sometimes")), "Trigger must be"),
+    (dict(camera=CameraSettings(roi=(0, 0, 10, 10))), "at least 32×32"),
+    (dict(products={"p": ProductSettings(threshold=0.2, review_below=0.3)}, current_product="p"),
+     "must be below the fail threshold"),
+    (dict(storage=replace(Settings().storage, database_url="my-server")), "is not a URL"),
+])
+def test_invalid_values_are_named_in_plain_words(change, words):
+    with pytest.raises(InspectError, match=words):
+        replace(Settings(), **change).validate()
+
+
+def test_newer_schema_is_refused_with_a_clear_message(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({**settings_to_dict(Settings()), "schema_version": SCHEMA_VERSION + 1}))
+    with pytest.raises(InspectError, match="newer version of this app"):
+        load_settings(path)
+
+
+def test_older_file_without_version_or_new_fields_is_upgraded():
+    old = {"station": "line7", "camera": {"source": "simulated"}, "device": "cpu"}
+    s = settings_from_dict(old)
+    assert s.schema_version == SCHEMA_VERSION and s.station == "line7" and s.device == "cpu"
+    assert s.training_steps == Settings().training_steps
+
+
+def test_unknown_fields_wrong_types_and_broken_json_are_explained(tmp_path):
+    with pytest.raises(InspectError, match="unknown field.*colour"):
+        settings_from_dict({"colour": "red"})
+    with pytest.raises(InspectError, match="training_steps must be a whole number"):
+        settings_from_dict({"training_steps": "many"})
+    path = tmp_path / "s.json"
+    path.write_text("{not json")
+    with pytest.raises(InspectError, match="cannot be read"):
+        load_settings(path)
+
+
+def test_save_is_atomic_and_refuses_invalid(tmp_path):
+    path = tmp_path / "s.json"
+    save_settings(Settings(), path)
+    before = path.read_text()
+    with pytest.raises(InspectError):
+        save_settings(replace(Settings(), device="gpu"), path)
+    assert path.read_text() == before
+    assert not list(tmp_path.glob("*.tmp"))
