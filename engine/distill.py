@@ -432,6 +432,9 @@ def main(argv: list[str]) -> int:
             bar.close()
             print(f"stopped: {e}; run the same command again to resume")
             return 130
+        except InspectError:
+            bar.close()             # so the one-line error does not share the bar's line
+            raise
         except KeyboardInterrupt:
             bar.close()
             print("interrupted; the last checkpoint is in", work)

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from engine.data import list_images, load_rgb
-from engine.model import load_teacher_state, pdn
+from engine.model import load_teacher_state, pdn, pdn_output_size
 
 RES = Path(__file__).resolve().parent.parent / "resources"
 
@@ -18,7 +18,8 @@ def test_shipped_teacher_loads_into_small_pdn():
     assert list(sd)[:2] == ["0.weight", "0.bias"]
     with torch.no_grad():
         out = teacher(torch.randn(1, 3, 64, 64))
-    assert out.shape == (1, 384, 2, 2) and torch.isfinite(out).all()
+    s = pdn_output_size(64)
+    assert out.shape == (1, 384, s, s) and torch.isfinite(out).all()
 
 
 def test_teacher_card_sha256_matches():
