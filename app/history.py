@@ -117,6 +117,7 @@ class HistoryScreen(QWidget):
         self.next_cursor = None
         self.page_number = 1
         self.selected = None
+        self._request = 0                 # number of the newest page query
         self._build()
         services.log_ready.connect(lambda lg: self.refresh() if lg is not None else None)
 
@@ -138,13 +139,20 @@ class HistoryScreen(QWidget):
         for w in (self.time_box, self.verdict_box, self.label_box, self.product_box, self.sort_box):
             w.activated.connect(lambda _i: self.refresh())
         self.score_min.editingFinished.connect(self.refresh)
-        filters = QHBoxLayout()
-        for text, w in (("Time", self.time_box), ("Verdict", self.verdict_box),
-                        ("Label", self.label_box), ("Product", self.product_box),
-                        ("Score ≥", self.score_min), ("Sort", self.sort_box)):
-            filters.addWidget(QLabel(text))
-            filters.addWidget(w)
-        filters.addStretch(1)
+        filters = QHBoxLayout()            # two rows: fits a 1024-pixel-wide screen
+        row1, row2 = QHBoxLayout(), QHBoxLayout()
+        for row, items in ((row1, (("Time", self.time_box), ("Verdict", self.verdict_box),
+                                   ("Label", self.label_box))),
+                           (row2, (("Product", self.product_box), ("Score ≥", self.score_min),
+                                   ("Sort", self.sort_box)))):
+            for text, w in items:
+                row.addWidget(QLabel(text))
+                row.addWidget(w)
+            row.addStretch(1)
+        rows = QVBoxLayout()
+        rows.addLayout(row1)
+        rows.addLayout(row2)
+        filters.addLayout(rows, 1)
         refresh = QPushButton("Refresh")
         refresh.clicked.connect(self.refresh)
         filters.addWidget(refresh)
@@ -170,6 +178,8 @@ class HistoryScreen(QWidget):
         self.export_zip_button = QPushButton("Export ZIP with pictures…")
         self.export_csv_button.clicked.connect(lambda: self.export("csv"))
         self.export_zip_button.clicked.connect(lambda: self.export("zip"))
+        self.export_zip_button.setText("Export ZIP…")
+        self.export_zip_button.setToolTip("The rows of the current filter with their pictures")
         pager = QHBoxLayout()
         for w in (self.prev_button, self.next_button, self.count_label):
             pager.addWidget(w)
@@ -192,8 +202,9 @@ class HistoryScreen(QWidget):
         self.show_overlay.toggled.connect(lambda _c: self._load_detail_picture())
         self.note = QLineEdit()
         self.note.setPlaceholderText("note (optional)")
-        self.mark_defect = QPushButton("Confirmed defect (Ctrl+D)")
+        self.mark_defect = QPushButton("Defect (Ctrl+D)")
         self.mark_false = QPushButton("False reject (Ctrl+R)")
+        self.mark_defect.setToolTip("Mark as a confirmed defect (Ctrl+D)")
         self.mark_clear = QPushButton("Clear label")
         self.mark_defect.clicked.connect(lambda: self.mark_selected("confirmed_defect"))
         self.mark_false.clicked.connect(lambda: self.mark_selected("false_reject"))
@@ -273,12 +284,17 @@ class HistoryScreen(QWidget):
         def query():
             page = lg.page(flt, sort=SortKey(key), descending=desc, after=after, limit=PAGE)
             thumbs = {r.id: read_thumb(r.overlay_path or r.image_path) for r in page.rows}
-            return page, thumbs, lg.count(flt)
+            return request, page, thumbs, lg.count(flt)
 
+        # Queries run on the pool and may finish out of order: only the newest is shown.
+        self._request += 1
+        request = self._request
         self.services.tasks.call("Reading the history", query, on_done=self._show_page)
 
     def _show_page(self, result) -> None:
-        page, thumbs, total = result
+        request, page, thumbs, total = result
+        if request != self._request:
+            return
         selected_id = self.selected.id if self.selected else None
         self.model.set_page(page.rows, thumbs)
         self.next_cursor = page.next

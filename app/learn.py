@@ -143,8 +143,8 @@ class LearnScreen(QWidget):
     # ---- step 1: good parts ------------------------------------------------------------
     def capture(self) -> None:
         p = self.services.pipeline
-        if not p.running:                   # capturing needs the live camera
-            p.start()
+        if not self.services.live_requested:   # capturing needs the live camera
+            self.services.start_live()
         self.capture_button.setEnabled(False)
         self.progress_text.setText(f"Capturing {self.count.value()} frames from the live camera …")
         p.capture(self.count.value(), self._capture_relay.send)

@@ -75,7 +75,7 @@ class LiveScreen(QWidget):
         f.setPointSize(64)
         f.setBold(True)
         self.verdict.setFont(f)
-        self.verdict.setMinimumHeight(170)
+        self.verdict.setMinimumHeight(120)
         self._set_verdict("NONE", "—")
         self.score_label = QLabel("score —")
         self.score_label.setAlignment(Qt.AlignCenter)
@@ -139,7 +139,7 @@ class LiveScreen(QWidget):
         side_w.setMaximumWidth(420)
 
         self.plot = pg.PlotWidget()
-        self.plot.setMinimumHeight(120)
+        self.plot.setMinimumHeight(90)
         self.plot.setLabel("left", "score")
         self.plot.setLabel("bottom", "recent parts")
         self.plot.showGrid(y=True, alpha=0.3)
@@ -274,9 +274,16 @@ class LiveScreen(QWidget):
                          "click Learn good parts.")
         if self._no_log:
             lines.append("Verdicts are NOT being logged: the inspection log could not be opened.")
-        self.banner.setText("\n".join(lines))
-        self.banner.setStyleSheet(style + " padding:8px; font-size:16px; font-weight:bold;")
-        self.banner.setVisible(bool(lines))
+        text = "\n".join(lines)
+        style += " padding:8px; font-size:16px; font-weight:bold;"
+        # Camera status arrives every second: touch the widget only when something changed
+        # (setting a style sheet re-polishes the widget, which costs the GUI thread).
+        if text != self.banner.text():
+            self.banner.setText(text)
+        if style != self.banner.styleSheet():
+            self.banner.setStyleSheet(style)
+        if self.banner.isVisible() != bool(lines):
+            self.banner.setVisible(bool(lines))
 
     # ---- controls ------------------------------------------------------------------------
     def set_running(self, running: bool) -> None:

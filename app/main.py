@@ -64,12 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     pg.setConfigOptions(antialias=False, background="w", foreground="k")
 
     from app.main_window import MainWindow
-    from app.priority import responsive_gil
+    from app.priority import preload_heavy_modules, responsive_gil
     from app.services import Services
     from app.tasks import ErrorHandler
 
     responsive_gil()
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    preload_heavy_modules()
     app.setApplicationName("inspect-line")
     app.setOrganizationName("inspect-line")
     errors = ErrorHandler()

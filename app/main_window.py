@@ -98,15 +98,14 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def toggle_live(self) -> None:
-        p = self.services.pipeline
-        if p.running:
-            p.stop()
+        if self.services.live_requested:
+            self.services.stop_live()
         else:
-            p.start()
+            self.services.start_live()
         self._update_start_action()
 
     def _update_start_action(self) -> None:
-        running = self.services.pipeline.running
+        running = self.services.live_requested
         self.start_action.setText("Stop" if running else "Start")
         self.live.set_running(running)
 
@@ -122,7 +121,7 @@ class MainWindow(QMainWindow):
         self.services.open_log()
         self.services.load_product_model()
         if autostart:
-            self.services.pipeline.start()
+            self.services.start_live()           # begins once the log is open
         self._update_start_action()
 
     def closeEvent(self, event) -> None:

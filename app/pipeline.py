@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from app.priority import background_priority
+from app.priority import LIVE_NICE, background_priority
 from engine.errors import InspectError
 from engine.types import Decision, Frame, Verdict, decide
 
@@ -151,7 +151,7 @@ class Pipeline:
 
     # ---- the scoring thread ------------------------------------------------------------
     def _run(self) -> None:
-        background_priority()
+        background_priority(LIVE_NICE)
         # Started here, not on the GUI thread: the acquisition thread inherits this
         # thread's lower priority, so neither competes with the GUI for the CPU.
         self.feed.start()

@@ -11,10 +11,13 @@ import os
 import sys
 import threading
 
-WORKER_NICE = 10
+# Live work (acquisition, scoring) before background jobs (training, queries, exports);
+# both after the GUI thread, which stays at the normal priority.
+LIVE_NICE = 5
+JOB_NICE = 15
 
 
-def background_priority(nice: int = WORKER_NICE) -> None:
+def background_priority(nice: int = JOB_NICE) -> None:
     """Lower the calling thread's priority (never raises: priority is a nicety)."""
     if not sys.platform.startswith("linux") or not hasattr(os, "setpriority"):
         return
@@ -31,3 +34,18 @@ def responsive_gil() -> None:
     """Python hands the GIL between threads every 5 ms by default; 1 ms lets the GUI thread
     in sooner when the workers run Python code (the cost is a little throughput)."""
     sys.setswitchinterval(0.001)
+
+
+def preload_heavy_modules() -> None:
+    """Import, once on the main thread before the window opens, what workers would
+    otherwise import on first use (torch's ONNX exporter, OpenVINO, the training and log
+    code). An import holds the GIL for a long stretch of pure Python (PySide's import hook
+    adds to it): done lazily on a worker it stalled the GUI for 100-200 ms."""
+    import importlib
+    for name in ("torch", "torch.onnx", "onnx", "openvino", "cv2", "engine.scoring",
+                 "engine.fast", "engine.train", "engine.layout", "engine.data", "engine.log",
+                 "engine.camera", "engine.camera.simulated"):
+        try:
+            importlib.import_module(name)
+        except Exception:                 # an optional backend missing is not our problem here
+            pass

@@ -38,6 +38,8 @@ class Services(QObject):
         self.log = None                      # engine.log.InspectionLog once opened
         self._opened_log = None
         self._shut_down = False
+        self.log_state = "closed"            # "opening" | "open" | "failed" | "closed"
+        self._start_when_log_ready = False
         self.model_info: dict = {}
         try:
             self.settings: Settings = load_settings(self.settings_path)
@@ -133,22 +135,49 @@ class Services(QObject):
         def done(lg) -> None:
             if self._shut_down:
                 return
-            self.log = lg
+            self.log, self.log_state = lg, "open"
             self.pipeline.log_submit = lg.submit
             self.log_ready.emit(lg)
+            self._start_if_asked()
 
         def failed(exc) -> None:
+            self.log_state = "failed"
             self.errors.report("Inspection log", "Verdicts are NOT being logged until the log "
                                                  "can be opened (see Settings: storage).")
             self.log_ready.emit(None)
+            self._start_if_asked()
 
+        self.log_state = "opening"
         self.tasks.call("Opening the inspection log", open_it, on_done=done, on_failed=failed)
+
+    # ---- live ----------------------------------------------------------------------------
+    def start_live(self) -> None:
+        """Start the camera and scoring; while the log is still opening, start once it is
+        open, so that no verdict is made that the log never sees."""
+        if self.log_state == "opening":
+            self._start_when_log_ready = True
+            return
+        self.pipeline.start()
+
+    def stop_live(self) -> None:
+        self._start_when_log_ready = False
+        self.pipeline.stop()
+
+    @property
+    def live_requested(self) -> bool:
+        return self.pipeline.running or self._start_when_log_ready
+
+    def _start_if_asked(self) -> None:
+        if self._start_when_log_ready and not self._shut_down:
+            self._start_when_log_ready = False
+            self.pipeline.start()
 
     # ---- closing -----------------------------------------------------------------------
     def shutdown(self) -> None:
         """Stop acquisition and scoring, cancel training, then let the writer write every
         queued record before the log closes: nothing made so far is lost."""
         self._shut_down = True
+        self._start_when_log_ready = False
         self.pipeline.stop()
         self.tasks.shutdown(timeout_s=60)
         lg = self.log or self._opened_log

@@ -29,7 +29,7 @@ class PictureView(QWidget):
         super().__init__(parent)
         self._image: QImage | None = None
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
-        self.setMinimumSize(320, 240)
+        self.setMinimumSize(240, 180)
         self.setAttribute(Qt.WA_OpaquePaintEvent)
 
     def set_rgb(self, rgb: np.ndarray | None) -> None:

@@ -73,3 +73,22 @@ def test_save_is_atomic_and_refuses_invalid(tmp_path):
         save_settings(replace(Settings(), device="gpu"), path)
     assert path.read_text() == before
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_the_app_starts_on_defaults_when_the_settings_file_is_bad(qtbot, tmp_path):
+    """A settings file from a newer app (or broken) never stops the app: it is kept aside,
+    the user is told, and the app runs on defaults."""
+    from app.services import Services
+    from app.tasks import ErrorHandler
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({**settings_to_dict(Settings()), "schema_version": SCHEMA_VERSION + 1}))
+    errors = ErrorHandler()
+    shown = []
+    errors.shown.connect(lambda where, msg, serious: shown.append(msg))
+    services = Services(tmp_path, errors, backend="eager")
+    assert services.settings == Settings()
+    kept = list(tmp_path.glob("settings.invalid-*.json"))
+    assert len(kept) == 1 and "schema_version" in kept[0].read_text()
+    qtbot.waitUntil(lambda: len(shown) >= 2, timeout=5000)
+    assert any("newer version" in m for m in shown) and any(kept[0].name in m for m in shown)
+    services.shutdown()

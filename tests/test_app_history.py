@@ -1,0 +1,74 @@
+"""History screen on a filled log: keyset paging forwards and back, score sorting, verdict
+filter; Learn's folder import. No training needed."""
+import time
+
+import cv2
+import numpy as np
+
+from app_fixtures import data_dir, make_window, wait_until  # noqa: F401
+from engine.types import Decision, Frame, Verdict
+
+
+def _fill_log(folder, n: int) -> None:
+    from engine.log import InspectionLog, InspectionRecord
+    lg = InspectionLog.open(folder)
+    w = lg.start_writer()
+    rng = np.random.default_rng(0)
+    now = time.time()
+    for i in range(n):
+        rgb = np.full((48, 64, 3), 80, np.uint8)
+        score = float(rng.uniform(0, 1))
+        decision = Decision.FAIL if i % 3 else Decision.PASS
+        f = Frame(i, 0.0, now - n + i, "sim:test", rgb)
+        v = Verdict(i, score, decision, 0.5, model_id="m")
+        w.submit(InspectionRecord.from_frame(f, v, station="line1", product="demo part",
+                                             overlay=rgb if decision != Decision.PASS else None))
+    assert w.flush(30)
+    lg.close()
+
+
+def test_paging_sorting_and_filters(qtbot, data_dir):
+    _fill_log(data_dir / "log", 150)                 # 100 FAIL, 50 PASS
+    w = make_window(qtbot, data_dir, autostart=False)
+    try:
+        wait_until(qtbot, lambda: w.services.log is not None, 30, "the log")
+        h = w.history
+        w.tabs.setCurrentWidget(h)
+        wait_until(qtbot, lambda: h.model.rowCount() == 50, 20, "the first page")
+        assert h.count_label.text() == "1–50 of 100"
+        assert all(r.verdict == Decision.FAIL for r in h.model.rows)
+        times = [r.t_us for r in h.model.rows]
+        assert times == sorted(times, reverse=True)
+        first_ids = [r.id for r in h.model.rows]
+        h.next_page()
+        wait_until(qtbot, lambda: h.count_label.text() == "51–100 of 100", 20, "page 2")
+        assert not h.next_button.isEnabled() and h.prev_button.isEnabled()
+        assert not set(first_ids) & {r.id for r in h.model.rows}
+        h.previous_page()
+        wait_until(qtbot, lambda: [r.id for r in h.model.rows] == first_ids, 20, "page 1 again")
+        h.sort_box.setCurrentIndex(2)                # highest score first
+        h.verdict_box.setCurrentIndex(4)             # all verdicts
+        h.refresh()
+        wait_until(qtbot, lambda: h.count_label.text() == "1–50 of 150", 20, "all verdicts")
+        scores = [r.score for r in h.model.rows]
+        assert scores == sorted(scores, reverse=True)
+        assert len(h.model.thumbs) >= 30             # FAIL rows have thumbnails
+    finally:
+        w.close()
+
+
+def test_learn_imports_a_folder(qtbot, data_dir, tmp_path):
+    folder = tmp_path / "good"
+    folder.mkdir()
+    for i in range(6):
+        cv2.imwrite(str(folder / f"{i}.png"), np.full((40, 50, 3), 30 * i, np.uint8))
+    (folder / "broken.png").write_bytes(b"not a png")
+    w = make_window(qtbot, data_dir, autostart=False)
+    try:
+        w.learn.load_folder(folder)
+        wait_until(qtbot, lambda: w.learn.thumbs.count() == 6, 20, "the thumbnails")
+        assert len(w.learn.chosen_images()) == 6 and w.learn.train_button.isEnabled()
+        w.learn.thumbs.item(0).setCheckState(w.learn.thumbs.item(0).checkState().__class__(0))
+        assert len(w.learn.chosen_images()) == 5
+    finally:
+        w.close()
