@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel,
                                QListWidget, QListWidgetItem, QProgressBar, QPushButton,
@@ -40,6 +40,10 @@ class LearnScreen(QWidget):
         self.result: dict | None = None        # {"path", "meta"} of the last trained model
         self._t0 = 0.0
         self._capture_relay = Relay(self._captured, self)
+        self._last: tuple | None = None
+        self._clock = QTimer(self)
+        self._clock.timeout.connect(self._show_progress)
+        self._clock.start(1000)
         self._build()
         self._update_buttons()
 
@@ -137,8 +141,8 @@ class LearnScreen(QWidget):
         self.plan.setText(
             f"Training uses this product's settings: {s.training_steps:,} steps, {s.model_size} model "
             f"at {s.image_size} px, {'CPU' if s.device == 'cpu' else s.device.upper()} "
-            f"(bf16 where the hardware has it). {'On a CPU this takes minutes, not hours: ' if cpu else ''}"
-            "the paper's 70,000 steps are for a GPU; change the steps in Settings.")
+            f"(bf16 where the hardware has it). {'On a CPU this takes minutes to tens of minutes; ' if cpu else ''}"
+            "the paper's 70,000 steps are for a GPU. More steps learn better: change them in Settings.")
 
     # ---- step 1: good parts ------------------------------------------------------------
     def capture(self) -> None:
@@ -234,6 +238,7 @@ class LearnScreen(QWidget):
             return {"path": str(path), "meta": result.meta}
 
         self.result = None
+        self._last = None
         self._t0 = time.monotonic()
         self.progress.setValue(0)
         self.progress_text.setText(f"Learning from {len(images)} good parts …")
@@ -245,12 +250,23 @@ class LearnScreen(QWidget):
 
     def _progress(self, fraction: float, message: str) -> None:
         self.progress.setValue(int(fraction * 1000))
-        elapsed = time.monotonic() - self._t0
+        self._last = (fraction, message, time.monotonic())
+        self._show_progress()
+
+    def _show_progress(self) -> None:
+        """Also ticks every second: the engine reports every 50 steps, which on a CPU can be
+        minutes apart; the operator sees the clock move and the estimate count down."""
+        if self.job is None or not self.job.running or not self._last:
+            return
+        fraction, message, at = self._last
+        now = time.monotonic()
+        elapsed = now - self._t0
         left = ""
         if fraction > 0.02:
-            secs = elapsed * (1 - fraction) / fraction
-            left = f" — about {secs / 60:.0f} min left" if secs >= 90 else f" — about {secs:.0f} s left"
-        self.progress_text.setText(f"{message}{left}")
+            secs = max(0.0, (at - self._t0) * (1 - fraction) / fraction - (now - at))
+            left = f", about {secs / 60:.0f} min left" if secs >= 90 else f", about {secs:.0f} s left"
+        self.progress_text.setText(f"{message} — {int(elapsed) // 60}:{int(elapsed) % 60:02d} "
+                                   f"elapsed{left}")
 
     def cancel(self) -> None:
         if self.job is not None:

@@ -92,27 +92,34 @@ class Pipeline:
 
     # ---- control (any thread) ----------------------------------------------------------
     def start(self) -> None:
-        if self.running:
-            return
+        if self._thread is not None and self._thread.is_alive():
+            if not self._stop.is_set():
+                return                          # already running
+            self._thread.join(10.0)             # a stop is under way: let it finish first
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="scoring", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop scoring and acquisition; every verdict made so far is already with the writer."""
+    def stop(self, wait: bool = True, timeout: float = 10.0) -> None:
+        """Stop scoring and acquisition. wait=False returns at once (the GUI thread never
+        waits for a frame being scored); the scoring thread stops the camera as it ends.
+        Every verdict made so far is already with the log writer."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-        self.feed.stop()
         with self._lock:
             cap, self._capture = self._capture, None
         if cap is not None:
             cap.event.set()
+        if wait and self._thread is not None:
+            self._thread.join(timeout)
+            self.feed.stop()
 
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
 
     def set_model(self, spec: ModelSpec) -> None:
         """Swap models between frames (the scoring thread loads the file)."""
@@ -156,19 +163,22 @@ class Pipeline:
         # thread's lower priority, so neither competes with the GUI for the CPU.
         self.feed.start()
         last_seq = -1
-        while not self._stop.is_set():
-            try:
-                self._apply_pending()
-                got = self.feed.latest(last_seq, 0.2)
-                if got is None:
-                    continue
-                last_seq, frame = got
-                self._arrivals.append(frame.t)
-                self._feed_capture(frame)
-                self._handle(frame)
-            except Exception as exc:           # noqa: BLE001 - one bad frame must not stop the line
-                self.on_error("Scoring", exc)
-                time.sleep(0.2)                # a persistent fault must not flood the log
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._apply_pending()
+                    got = self.feed.latest(last_seq, 0.2)
+                    if got is None:
+                        continue
+                    last_seq, frame = got
+                    self._arrivals.append(frame.t)
+                    self._feed_capture(frame)
+                    self._handle(frame)
+                except Exception as exc:       # noqa: BLE001 - one bad frame must not stop the line
+                    self.on_error("Scoring", exc)
+                    time.sleep(0.2)            # a persistent fault must not flood the log
+        finally:
+            self.feed.stop()
 
     def _apply_pending(self) -> None:
         with self._lock:

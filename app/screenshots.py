@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
     data = Path(tempfile.mkdtemp(prefix="inspect-shots-"))
     s = replace(Settings(camera=CameraSettings(fps=8.0)), operator="anna",
                 products={"bracket": Settings().product}, current_product="bracket",
-                image_size=128 if shipped else 64, training_steps=150 if shipped else 60,
+                image_size=128 if shipped else 64, training_steps=80 if shipped else 60,
                 good_frames=30, teacher="default" if shipped else "random",
                 penalty="default" if shipped else "none")
     save_settings(s, data / "settings.json")

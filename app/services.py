@@ -98,12 +98,11 @@ class Services(QObject):
         self.settings_changed.emit(new)
 
     def set_camera(self, new: Settings) -> None:
-        was_running = self.pipeline.running
+        was_running = self.live_requested
+        self.pipeline.stop(wait=False)
+        self.feed.configure(new.camera)        # used when the feed next starts
         if was_running:
-            self.pipeline.stop()
-        self.feed.configure(new.camera)
-        if was_running:
-            self.pipeline.start()
+            self.start_live()
 
     def switch_product(self, name: str) -> None:
         if name == self.settings.current_product:
@@ -161,11 +160,11 @@ class Services(QObject):
 
     def stop_live(self) -> None:
         self._start_when_log_ready = False
-        self.pipeline.stop()
+        self.pipeline.stop(wait=False)          # the GUI thread does not wait for a frame
 
     @property
     def live_requested(self) -> bool:
-        return self.pipeline.running or self._start_when_log_ready
+        return self.pipeline.running and not self.pipeline.stopping or self._start_when_log_ready
 
     def _start_if_asked(self) -> None:
         if self._start_when_log_ready and not self._shut_down:
