@@ -7,7 +7,7 @@ import logging
 from PySide6.QtCore import QSettings, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QComboBox, QLabel, QMainWindow, QMessageBox, QTabWidget,
-                               QToolBar, QWidget)
+                               QToolBar)
 
 from app.history import HistoryScreen
 from app.learn import LearnScreen

@@ -2,7 +2,6 @@
 model: no model -> Learn good parts -> FAILs for defective parts -> move the threshold and
 see verdicts change -> find the defects in History, label one, export."""
 import csv
-import time
 
 import numpy as np
 

@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from app_fixtures import (collect_results, data_dir, fast_line, make_window,  # noqa: F401
