@@ -35,17 +35,12 @@ BACKENDS = ("eager", "torch-fp32", "torch-fp32-graph", "torch-bf16", "torch-fp16
 def auto_backend(device: torch.device) -> str:
     """The fastest path whose scores match the eager fp32 forward (measured by
     `python main.py bench score`; see engine/fast.py):
-      * CPU: OpenVINO fp32 on the folded graph (about 1.5x eager here, identical scores);
-        bf16 is faster still but moves scores by 1-3%, so it is opt-in only;
+      * CPU: the folded model in torch fp32 (1.19x eager on the idle dev machine; ONNX
+        Runtime 1.23x and OpenVINO fp32 1.09x were no better there, and need an export);
+        bf16 is about 2.3x but moves scores by up to 4%, so it is opt-in only;
       * CUDA: the folded model in fp32 replayed as a CUDA graph (no launch overhead).
     """
-    if device.type == "cuda":
-        return "torch-fp32-graph"
-    try:
-        import openvino  # noqa: F401
-        return "openvino-fp32"
-    except Exception:
-        return "torch-fp32"
+    return "torch-fp32-graph" if device.type == "cuda" else "torch-fp32"
 
 
 class Scorer:
