@@ -40,7 +40,8 @@ def calibrated_model(size: str, image_size: int, good: list[np.ndarray]):
     realistic magnitudes for the accuracy comparison."""
     from engine.model import EfficientAD, ModelConfig, load_teacher_state
     from engine.preprocess import frames_to_tensor
-    from engine.train import _teacher_stats, default_teacher_path, default_threshold, quantile, raw_holdout_maps
+    from engine.train import (_teacher_stats, default_teacher_path, default_threshold,
+                              raw_holdout_maps, set_map_quantiles)
 
     torch.manual_seed(0)
     model = EfficientAD(ModelConfig(size=size, image_size=image_size)).eval()
@@ -50,9 +51,7 @@ def calibrated_model(size: str, image_size: int, good: list[np.ndarray]):
     x = torch.cat([(frames_to_tensor([g], image_size, torch.device("cpu")) * 255).to(torch.uint8) for g in good])
     _teacher_stats(model, x, torch.device("cpu"))
     st, ae = raw_holdout_maps(model, x, torch.device("cpu"))
-    with torch.no_grad():
-        model.q_st_a.fill_(quantile(st, 0.9)); model.q_st_b.fill_(quantile(st, 0.995))
-        model.q_ae_a.fill_(quantile(ae, 0.9)); model.q_ae_b.fill_(quantile(ae, 0.995))
+    set_map_quantiles(model, st, ae)
     from engine.scoring import Scorer
     scores = Scorer(model, {}, "cpu").score(good, with_maps=False).scores
     return model, {"threshold": default_threshold(scores),

@@ -16,6 +16,7 @@ multiples of 4 px → canvas ceil(hs/4)×ceil(ws/4) cells → map back at h×w �
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -112,8 +113,15 @@ class Layout:
         hs, ws = self.scaled_hw
         return math.ceil(hs / PDN_STRIDE), math.ceil(ws / PDN_STRIDE)
 
+    @functools.cached_property
+    def _polygon_mask(self) -> np.ndarray | None:
+        return self._rasterise_polygon()
+
     def polygon_mask(self) -> np.ndarray | None:
-        """crop_h × crop_w bool, True inside the polygon."""
+        """crop_h × crop_w bool, True inside the polygon (rasterised once per layout)."""
+        return self._polygon_mask
+
+    def _rasterise_polygon(self) -> np.ndarray | None:
         if self.polygon is None:
             return None
         x0, y0 = (self.roi[0], self.roi[1]) if self.roi else (0, 0)
@@ -238,10 +246,8 @@ def frame_map(model: EfficientAD, layout: Layout, frame01: torch.Tensor) -> torc
     grid = model.combine(st, ae)                                         # (1,1,·,·)
     h, w = layout.crop_hw
     if layout.tiling:
-        # the canvas covers ceil(hs/4)*4 px; crop its last cells' overhang before the resize
-        up = F.interpolate(grid, size=(layout.canvas_hw[0] * PDN_STRIDE, layout.canvas_hw[1] * PDN_STRIDE),
-                           mode="bilinear", align_corners=False)[:, :, :layout.scaled_hw[0], :layout.scaled_hw[1]]
-        crop_map = F.interpolate(up, size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+        # the canvas spans exactly the scaled crop (scaled_hw is whole cells): one resize
+        crop_map = F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=False)[0, 0]
     else:
         crop_map = map_to_image(grid, layout.image_size, (h, w))[0, 0]
     mask = layout.polygon_mask()

@@ -55,14 +55,14 @@ class Scorer:
         self.image_size = model.config.image_size
         self.threshold = float(self.meta.get("threshold", 0.5))
         self.model_id = str(self.meta.get("model_id", ""))
-        self.layout = None
+        # ROI / tiling models run the eager networks per frame (engine/layout.py), with one
+        # layout per frame size, built on first sight (validation, polygon raster).
+        self._layouts: dict[tuple[int, int], object] | None = None
         if model.config.uses_layout:
-            # ROI / tiling models run the eager networks per frame (engine/layout.py).
-            from engine.layout import Layout
             if backend not in ("auto", "eager"):
                 raise InspectError(f"Scoring backend {backend} does not support tiling or a "
                                    "region of interest yet; use 'auto' or 'eager'.")
-            self.layout = Layout          # built per frame: Layout.of(config, frame size)
+            self._layouts = {}
             backend = "eager"
         self.backend = auto_backend(self.device) if backend == "auto" else backend
         self._run_small = self._make_runner(self.backend)
@@ -110,7 +110,7 @@ class Scorer:
             if f.dtype != np.uint8 or f.ndim != 3 or f.shape[2] != 3:
                 raise InspectError(f"Frame {i} must be H×W×3 uint8 RGB, got {f.dtype} {f.shape}.")
         t0 = time.perf_counter()
-        if self.layout is not None:
+        if self._layouts is not None:
             return self._score_layout(frames, with_maps, t0)
         u = frames_to_tensor(frames, self.image_size, self.device)       # (B,3,S,S) 0..1
         small = self._run_small(u)                                         # (B,1,s,s)
@@ -129,7 +129,10 @@ class Scorer:
         from engine.layout import Layout, frame_map
         scores, maps = [], []
         for f in frames:
-            layout = Layout.of(self.model.config, f.shape[:2])       # clear error if it can't
+            hw = f.shape[:2]
+            if hw not in self._layouts:                             # clear error if it can't
+                self._layouts[hw] = Layout.of(self.model.config, hw)
+            layout = self._layouts[hw]
             full = frame_map(self.model, layout, frame_to_tensor01(f, self.device))  # (H,W)
             scores.append(float(full.max()))
             if with_maps:

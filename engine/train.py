@@ -116,6 +116,20 @@ def quantile(values: np.ndarray | torch.Tensor, q: float) -> float:
     return float(np.quantile(flat, q))
 
 
+@torch.no_grad()
+def set_map_quantiles(model: EfficientAD, m_st: np.ndarray, m_ae: np.ndarray,
+                      q_a: float = 0.9, q_b: float = 0.995) -> None:
+    """Store the q_a / q_b quantiles of held-out raw M_ST and M_AE in the model."""
+    model.q_st_a.fill_(quantile(m_st, q_a))
+    model.q_st_b.fill_(quantile(m_st, q_b))
+    model.q_ae_a.fill_(quantile(m_ae, q_a))
+    model.q_ae_b.fill_(quantile(m_ae, q_b))
+    # Degenerate maps (e.g. a constant image set) would divide by zero.
+    for a_, b_ in ((model.q_st_a, model.q_st_b), (model.q_ae_a, model.q_ae_b)):
+        if float(b_ - a_) < 1e-9:
+            b_.copy_(a_ + 1e-6)
+
+
 def hard_feature_loss(distance: torch.Tensor, p_hard: float) -> torch.Tensor:
     """Mean of the distances at or above their p_hard quantile (top (1-p_hard) share).
 
@@ -262,10 +276,11 @@ def _save_resume(path: Path, step: int, model, opt, sched, gen, cfg, fingerprint
     tmp.replace(path)
 
 
-def _comparable(cfg: TrainConfig) -> dict:
-    d = asdict(cfg)
-    for k in ("device", "checkpoint_every"):      # may change between a run and its resume
-        d.pop(k)
+def _comparable(cfg: TrainConfig | dict) -> dict:
+    """A config as a dict without what may change between a run and its resume."""
+    d = dict(asdict(cfg) if isinstance(cfg, TrainConfig) else cfg)
+    for k in ("device", "checkpoint_every"):
+        d.pop(k, None)
     return d
 
 
@@ -327,7 +342,7 @@ def _train(cfg, images, progress, should_stop, resume_path) -> TrainResult:
     resumed = resume_path is not None and resume_path.is_file()
     if resumed:
         state = torch.load(resume_path, map_location="cpu", weights_only=False)
-        if state.get("format") != RESUME_FORMAT or _comparable_dict(state["config"]) != _comparable(cfg) \
+        if state.get("format") != RESUME_FORMAT or _comparable(state["config"]) != _comparable(cfg) \
                 or state["fingerprint"] != fingerprint:
             raise InspectError(
                 f"{resume_path} belongs to a training run with other settings or images; delete "
@@ -415,15 +430,7 @@ def _train(cfg, images, progress, should_stop, resume_path) -> TrainResult:
     else:
         m_st, m_ae = _layout_holdout_maps(model, [layouts[i] for i in hold_idx],
                                           [images[i] for i in hold_idx], device)
-    with torch.no_grad():
-        model.q_st_a.fill_(quantile(m_st, cfg.q_a))
-        model.q_st_b.fill_(quantile(m_st, cfg.q_b))
-        model.q_ae_a.fill_(quantile(m_ae, cfg.q_a))
-        model.q_ae_b.fill_(quantile(m_ae, cfg.q_b))
-        # Degenerate maps (e.g. a constant image set) would divide by zero.
-        for a_, b_ in ((model.q_st_a, model.q_st_b), (model.q_ae_a, model.q_ae_b)):
-            if float(b_ - a_) < 1e-9:
-                b_.copy_(a_ + 1e-6)
+    set_map_quantiles(model, m_st, m_ae, cfg.q_a, cfg.q_b)
     hold_scores = (_holdout_scores(model, hold_x, device) if layouts is None else
                    _layout_holdout_scores(model, [layouts[i] for i in hold_idx],
                                           [images[i] for i in hold_idx], device))
@@ -500,13 +507,6 @@ def _layout_holdout_scores(model, layouts, frames, device) -> np.ndarray:
     from engine.layout import frame_map
     return np.array([float(frame_map(model, layout, frame_to_tensor01(im, device)).max())
                      for layout, im in zip(layouts, frames)])
-
-
-def _comparable_dict(d: dict) -> dict:
-    d = dict(d)
-    d.pop("device", None)
-    d.pop("checkpoint_every", None)
-    return d
 
 
 def train_config_from_dict(d: dict) -> TrainConfig:
