@@ -21,7 +21,7 @@ from engine.data import list_images, load_rgb
 from engine.errors import InspectError
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-CPU_PATHS = ["eager", "torch-fp32", "torch-bf16", "onnxruntime", "openvino-fp32", "openvino-bf16"]
+CPU_PATHS = ["eager", "torch-fp32", "torch-fp32-nnpack", "torch-bf16", "onnxruntime", "openvino-fp32", "openvino-bf16"]
 CUDA_PATHS = ["eager", "torch-fp32", "torch-fp32-graph", "torch-bf16", "torch-fp16-graph"]
 
 

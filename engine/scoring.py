@@ -28,19 +28,24 @@ class ScoreResult:
     latency_ms: float               # wall time of the whole batch
 
 
-BACKENDS = ("eager", "torch-fp32", "torch-fp32-graph", "torch-bf16", "torch-fp16-graph",
-            "onnxruntime", "openvino-fp32", "openvino-bf16")
+BACKENDS = ("eager", "torch-fp32", "torch-fp32-nnpack", "torch-fp32-graph", "torch-bf16",
+            "torch-fp16-graph", "onnxruntime", "openvino-fp32", "openvino-bf16")
 
 
 def auto_backend(device: torch.device) -> str:
-    """The fastest path whose scores match the eager fp32 forward (measured by
+    """The fastest path whose scores match the eager fp32 forward (measured side by side by
     `python main.py bench score`; see engine/fast.py):
-      * CPU: the folded model in torch fp32 (1.19x eager on the idle dev machine; ONNX
-        Runtime 1.23x and OpenVINO fp32 1.09x were no better there, and need an export);
-        bf16 is about 2.3x but moves scores by up to 4%, so it is opt-in only;
+      * CPU: the folded model with NNPACK's fast-convolution algorithms (Winograd/FFT, fp32,
+        about 1e-6 relative difference): 1.55x eager on the idle 2-core dev machine, where
+        oneDNN's direct convolutions (folded torch fp32: 1.14x) are already near the fp32
+        peak. Without NNPACK (a CPU without AVX2), the folded torch fp32 model. bf16 is
+        about 2.3x but moves scores by up to 4%, so it is opt-in only;
       * CUDA: the folded model in fp32 replayed as a CUDA graph (no launch overhead).
     """
-    return "torch-fp32-graph" if device.type == "cuda" else "torch-fp32"
+    if device.type == "cuda":
+        return "torch-fp32-graph"
+    from engine.fast import nnpack_available
+    return "torch-fp32-nnpack" if nnpack_available() else "torch-fp32"
 
 
 class Scorer:
@@ -72,6 +77,13 @@ class Scorer:
         from engine import fast
         if backend == "eager":
             return lambda u: self.model(self.model.normalize_image(u))
+        if backend == "torch-fp32-nnpack":
+            if self.device.type != "cpu":
+                raise InspectError("Scoring backend torch-fp32-nnpack runs on the CPU only.")
+            try:
+                return fast.NnpackRunner(self.model)
+            except RuntimeError as exc:
+                raise InspectError(f"Scoring backend torch-fp32-nnpack is not available: {exc}.") from None
         if backend.startswith("torch-"):
             precision = backend.split("-")[1]
             if backend not in BACKENDS:

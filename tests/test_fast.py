@@ -42,7 +42,7 @@ def test_folding_is_exact(model):
 
 
 @pytest.mark.parametrize("backend,rel_tol", [
-    ("torch-fp32", 1e-4), ("onnxruntime", 1e-4), ("openvino-fp32", 1e-4),
+    ("torch-fp32", 1e-4), ("torch-fp32-nnpack", 1e-4), ("onnxruntime", 1e-4), ("openvino-fp32", 1e-4),
     ("torch-bf16", 0.05), ("openvino-bf16", 0.05)])
 def test_backend_matches_eager_on_real_images(model, frames, backend, rel_tol):
     eager = Scorer(model, {"threshold": 0.0}, "cpu", backend="eager")
@@ -53,6 +53,27 @@ def test_backend_matches_eager_on_real_images(model, frames, backend, rel_tol):
     for a, b in zip(out.maps, ref.maps):
         assert a.shape == b.shape
         assert np.abs(a - b).max() <= rel_tol * scale * 2
+
+
+@pytest.mark.parametrize("cin,cout,k,pad,hw", [
+    (3, 16, 4, 3, 40), (16, 32, 4, 3, 21), (32, 32, 3, 1, 12), (32, 48, 4, 0, 12), (8, 8, 4, 2, 9)])
+def test_nnpack_conv_matches_conv(cin, cout, k, pad, hw):
+    from engine.fast import NnpackConv2d, nnpack_available
+    if not nnpack_available():
+        pytest.skip("no NNPACK on this CPU")
+    torch.manual_seed(1)
+    conv = torch.nn.Conv2d(cin, cout, k, padding=pad)
+    x = torch.rand(2, cin, hw, hw)
+    with torch.no_grad():
+        ref, out = conv(x), NnpackConv2d(conv)(x)
+    assert out.shape == ref.shape
+    assert (out - ref).abs().max() <= 1e-4 * ref.abs().max()
+
+
+def test_auto_backend_on_cpu_is_exact_fast_path(model):
+    from engine.fast import nnpack_available
+    sc = Scorer(model, {}, "cpu", backend="auto")
+    assert sc.backend == ("torch-fp32-nnpack" if nnpack_available() else "torch-fp32")
 
 
 def test_onnx_graph_outputs(model, tmp_path):
