@@ -150,9 +150,11 @@ def _score_cmd(argv: list[str]) -> int:
     p.add_argument("--overlays", help="folder to write image+map overlays to")
     p.add_argument("--threshold", type=float, help="override the model's threshold")
     p.add_argument("--device", default="auto")
+    p.add_argument("--backend", default="auto", help="scoring path: auto (fastest exact) or "
+                   "one of engine.scoring.BACKENDS, e.g. eager")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     a = p.parse_args(argv)
-    scorer = Scorer.from_file(a.model, a.device)
+    scorer = Scorer.from_file(a.model, a.device, a.backend)
     threshold = scorer.threshold if a.threshold is None else a.threshold
     paths = expand_inputs(a.inputs)
     out_dir = Path(a.overlays) if a.overlays else None
@@ -200,7 +202,7 @@ def evaluate(root: str, category: str, cfg: TrainConfig, progress=lambda f, m: N
     train_s = time.time() - t0
     if save_model:
         save_checkpoint(result.model, save_model, result.meta)
-    scorer = Scorer(result.model, result.meta, cfg.device)
+    scorer = Scorer(result.model, result.meta, cfg.device, backend="auto")
     scores, maps, masks, types = [], [], [], []
     t_score = 0.0
     for i, item in enumerate(items):

@@ -229,6 +229,17 @@ def _swap_to_nnpack(net: nn.Module) -> None:
             _swap_to_nnpack(child)
 
 
+def nnpack_copy(model: EfficientAD) -> EfficientAD:
+    """A copy of the model (same forward, same maps) whose stride-1 convs run on NNPACK: the
+    tiled / ROI scoring path (engine/layout.py) uses it as it is."""
+    if not nnpack_available():
+        raise RuntimeError("this PyTorch build has no NNPACK for this CPU")
+    fast = copy.deepcopy(model).float().eval().requires_grad_(False)
+    for net in (fast.teacher, fast.student, fast.autoencoder):
+        _swap_to_nnpack(net)
+    return fast
+
+
 class NnpackRunner:
     """Folded model with every stride-1 convolution on NNPACK; fp32, CPU, NCHW."""
 

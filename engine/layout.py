@@ -261,3 +261,62 @@ def frame_map(model: EfficientAD, layout: Layout, frame01: torch.Tensor) -> torc
     x, y, _, _ = layout.roi
     full[y:y + h, x:x + w] = crop_map
     return full
+
+
+# -- for people choosing a layout (the Learn screen, `eval` output) --------------------------
+def network_scale(layout: Layout) -> tuple[float, float]:
+    """Network pixels per frame pixel (y, x): how much a defect shrinks before the PDN sees it."""
+    h, w = layout.crop_hw
+    if layout.tiling:
+        hs, ws = layout.scaled_hw
+        return hs / h, ws / w
+    return layout.image_size / h, layout.image_size / w
+
+
+def describe(layout: Layout, defect_px: int = 20) -> str:
+    """One plain sentence: what the networks see of a frame, and what a small defect becomes."""
+    h, w = layout.frame_hw
+    ch, cw = layout.crop_hw
+    where = f"region {cw}×{ch} of the {w}×{h} frame" if layout.roi else f"whole {w}×{h} frame"
+    sy, sx = network_scale(layout)
+    size = f"{defect_px * min(sx, sy):.0f}" if abs(sx - sy) < 0.02 * max(sx, sy) else \
+        f"{defect_px * sx:.0f}×{defect_px * sy:.0f}"
+    if layout.tiling:
+        ys, xs = layout.tile_starts()
+        hs, ws = layout.scaled_hw
+        how = (f"{len(ys) * len(xs)} tiles of {layout.image_size} px cut from the {where} at "
+               f"scale {layout.tile_scale:g} ({ws}×{hs})")
+    else:
+        how = f"the {where} squeezed to {layout.image_size}×{layout.image_size}"
+    hint = " — too small to find reliably; use tiling or a larger size" \
+        if defect_px * min(sx, sy) < 8 else ""
+    return f"The networks see {how}: a {defect_px}-px defect becomes {size} px{hint}."
+
+
+def draw_layout(rgb: np.ndarray, layout: Layout) -> np.ndarray:
+    """A copy of the frame with the layout drawn on it: outside the region dimmed, the ROI in
+    green, the polygon in yellow, tile outlines in cyan (every tile, in frame pixels)."""
+    out = rgb.astype(np.float32)
+    h, w = layout.frame_hw
+    inside = np.zeros((h, w), bool)
+    x0, y0, cw, ch = layout.roi or (0, 0, w, h)
+    mask = layout.polygon_mask()
+    inside[y0:y0 + ch, x0:x0 + cw] = True if mask is None else mask
+    out[~inside] *= 0.35
+    out = np.ascontiguousarray(out.astype(np.uint8))
+    thick = max(1, round(max(h, w) / 400))
+    if layout.tiling:
+        hs, ws = layout.scaled_hw
+        fy, fx = ch / hs, cw / ws
+        s = layout.image_size
+        ys, xs = layout.tile_starts()
+        for ty in ys:
+            for tx in xs:
+                p0 = (x0 + round(tx * fx), y0 + round(ty * fy))
+                p1 = (x0 + round((tx + s) * fx) - 1, y0 + round((ty + s) * fy) - 1)
+                cv2.rectangle(out, p0, p1, (0, 200, 230), thick)
+    if layout.roi:
+        cv2.rectangle(out, (x0, y0), (x0 + cw - 1, y0 + ch - 1), (40, 200, 60), thick + 1)
+    if layout.polygon:
+        cv2.polylines(out, [np.array(layout.polygon, np.int32)], True, (250, 220, 0), thick + 1)
+    return out

@@ -60,15 +60,26 @@ class Scorer:
         self.image_size = model.config.image_size
         self.threshold = float(self.meta.get("threshold", 0.5))
         self.model_id = str(self.meta.get("model_id", ""))
-        # ROI / tiling models run the eager networks per frame (engine/layout.py), with one
-        # layout per frame size, built on first sight (validation, polygon raster).
+        # ROI / tiling models run the model's own networks per frame (engine/layout.py; on the
+        # CPU with NNPACK convolutions unless "eager" is asked for), with one layout per frame
+        # size, built on first sight (validation, polygon raster).
         self._layouts: dict[tuple[int, int], object] | None = None
+        self._layout_model = self.model
         if model.config.uses_layout:
-            if backend not in ("auto", "eager"):
+            if backend not in ("auto", "eager", "torch-fp32-nnpack"):
                 raise InspectError(f"Scoring backend {backend} does not support tiling or a "
                                    "region of interest yet; use 'auto' or 'eager'.")
             self._layouts = {}
-            backend = "eager"
+            if backend != "eager" and self.device.type == "cpu":
+                from engine.fast import nnpack_available, nnpack_copy
+                if nnpack_available():          # same networks, fast convolutions (~1e-6)
+                    self._layout_model = nnpack_copy(self.model)
+                    backend = "torch-fp32-nnpack"
+            if backend != "torch-fp32-nnpack":
+                backend = "eager"
+            self.backend = backend
+            self._run_small = None
+            return
         self.backend = auto_backend(self.device) if backend == "auto" else backend
         self._run_small = self._make_runner(self.backend)
 
@@ -145,7 +156,7 @@ class Scorer:
             if hw not in self._layouts:                             # clear error if it can't
                 self._layouts[hw] = Layout.of(self.model.config, hw)
             layout = self._layouts[hw]
-            full = frame_map(self.model, layout, frame_to_tensor01(f, self.device))  # (H,W)
+            full = frame_map(self._layout_model, layout, frame_to_tensor01(f, self.device))  # (H,W)
             scores.append(float(full.max()))
             if with_maps:
                 maps.append(full.float().cpu().numpy())

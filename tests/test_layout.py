@@ -73,6 +73,13 @@ def test_tiling_finds_a_small_defect_and_keeps_frame_resolution():
     assert abs(peak[0] - 103) < 30 and abs(peak[1] - 153) < 30     # the map points at it
     # tiling alone adapts to another frame size (more tiles), no resize of the tiles
     assert sc.score([frame(rng, h=260, w=280)]).maps[0].shape == (260, 280)
+    # the fast CPU path for tiles (NNPACK convolutions) gives the eager maps
+    fast = Scorer(result.model, result.meta, "cpu", backend="auto")
+    eager = Scorer(result.model, result.meta, "cpu", backend="eager")
+    frames = [frame(rng), frame(rng, defect=(60, 200))]
+    a, b = fast.score(frames), eager.score(frames)
+    assert np.allclose(a.scores, b.scores, rtol=1e-4)
+    assert all(np.abs(x - y).max() <= 1e-4 * b.scores.max() for x, y in zip(a.maps, b.maps))
 
 
 def test_roi_outside_never_raises_and_sizes_are_checked():
@@ -113,6 +120,24 @@ def test_bad_layouts_are_explained(model_kw, match):
     rng = np.random.default_rng(4)
     with pytest.raises(InspectError, match=match):
         train(cfg(**model_kw), [frame(rng) for _ in range(6)])
+
+
+def test_layout_is_described_and_drawn_for_people():
+    from engine.layout import describe, draw_layout
+    squeezed = Layout.of(ModelConfig(image_size=256), (460, 1130))
+    assert "squeezed to 256×256" in describe(squeezed) and "too small" in describe(squeezed)
+    tiled = Layout.of(ModelConfig(image_size=256, tiling=True, roi=(10, 10, 1000, 440),
+                                  roi_polygon=((20, 20), (900, 30), (500, 400))), (460, 1130))
+    text = describe(tiled)
+    ys, xs = tiled.tile_starts()
+    assert f"{len(ys) * len(xs)} tiles of 256 px" in text and "20-px defect becomes 20 px" in text
+    rgb = np.full((460, 1130, 3), 200, np.uint8)
+    out = draw_layout(rgb, tiled)
+    assert out.shape == rgb.shape and out.dtype == np.uint8 and out.flags["C_CONTIGUOUS"]
+    assert (out[2, 2] < 100).all()                     # outside the ROI: dimmed
+    assert (out[440, 30] < 100).all()                  # inside the ROI, outside the polygon
+    assert tuple(out[10, 500]) == (40, 200, 60)        # ROI outline in green
+    assert (rgb == 200).all()                          # the frame itself is untouched
 
 
 def test_cli_exposes_tiling_and_roi(tmp_path, capsys):
