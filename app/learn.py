@@ -15,14 +15,15 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel,
-                               QListWidget, QListWidgetItem, QProgressBar, QPushButton,
-                               QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
+                               QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget,
+                               QListWidgetItem, QProgressBar, QPushButton, QSpinBox,
+                               QVBoxLayout, QWidget)
 
 from app.tasks import Relay
 from app.widgets import histogram, score_edges, to_pixmap
 from engine.errors import InspectError
-from engine.settings import ProductSettings
+from engine.settings import LayoutSettings, ProductSettings, parse_polygon, parse_roi
 
 
 def safe_file_name(name: str) -> str:
@@ -79,6 +80,38 @@ class LearnScreen(QWidget):
         v.addWidget(self.thumb_info)
 
         step2 = QGroupBox("2. Learn")
+        # What the networks look at (engine/layout.py): size, tiles, region of interest.
+        self.image_size = QSpinBox()
+        self.image_size.setRange(64, 2048)
+        self.image_size.setSingleStep(32)
+        self.tiling = QCheckBox("cut frames into tiles (small defects on large frames)")
+        self.tile_scale = QDoubleSpinBox()
+        self.tile_scale.setRange(0.05, 4.0)
+        self.tile_scale.setSingleStep(0.05)
+        self.tile_scale.setDecimals(2)
+        self.roi = QLineEdit()
+        self.roi.setPlaceholderText("x, y, width, height in frame pixels; empty: the whole frame")
+        self.polygon = QLineEdit()
+        self.polygon.setPlaceholderText("optional: x1,y1; x2,y2; x3,y3 … inside the region")
+        self.layout_preview = QLabel()
+        self.layout_preview.setMinimumSize(240, 120)
+        self.layout_preview.setAlignment(Qt.AlignCenter)
+        self.layout_text = QLabel("")
+        self.layout_text.setWordWrap(True)
+        form = QFormLayout()
+        form.addRow("Input size (px)", self.image_size)
+        form.addRow("Tiling", self.tiling)
+        form.addRow("Tile scale (frame resized by)", self.tile_scale)
+        form.addRow("Region of interest", self.roi)
+        form.addRow("Polygon", self.polygon)
+        looks = QHBoxLayout()
+        looks.addLayout(form, 3)
+        looks.addWidget(self.layout_preview, 2)
+        for w in (self.image_size, self.tile_scale):
+            w.valueChanged.connect(lambda _v: self._show_layout())
+        self.tiling.toggled.connect(lambda _v: self._show_layout())
+        for w in (self.roi, self.polygon):
+            w.textChanged.connect(lambda _t: self._show_layout())
         self.plan = QLabel()
         self.plan.setWordWrap(True)
         self.train_button = QPushButton("Learn good parts")
@@ -94,6 +127,8 @@ class LearnScreen(QWidget):
         row.addWidget(self.cancel_button)
         row.addWidget(self.progress, 1)
         v = QVBoxLayout(step2)
+        v.addLayout(looks)
+        v.addWidget(self.layout_text)
         v.addWidget(self.plan)
         v.addLayout(row)
         v.addWidget(self.progress_text)
@@ -137,12 +172,63 @@ class LearnScreen(QWidget):
         self.product_name.clear()
         self.product_name.addItems(sorted(s.products))
         self.product_name.setCurrentText(s.current_product)
+        self._loading = True                  # fill the layout fields without re-saving them
+        self.image_size.setValue(s.image_size)
+        self.tiling.setChecked(s.layout.tiling)
+        self.tile_scale.setValue(s.layout.tile_scale)
+        self.roi.setText(", ".join(str(v) for v in s.layout.roi) if s.layout.roi else "")
+        self.polygon.setText("; ".join(f"{x},{y}" for x, y in s.layout.roi_polygon)
+                             if s.layout.roi_polygon else "")
+        self._loading = False
+        self._show_layout()
         cpu = self.services.pipeline.device != "cuda"
         self.plan.setText(
-            f"Training uses this product's settings: {s.training_steps:,} steps, {s.model_size} model "
-            f"at {s.image_size} px, {'CPU' if s.device == 'cpu' else s.device.upper()} "
+            f"Training uses this product's settings: {s.training_steps:,} steps, {s.model_size} model, "
+            f"{'CPU' if s.device == 'cpu' else s.device.upper()} "
             f"(bf16 where the hardware has it). {'On a CPU this takes minutes to tens of minutes; ' if cpu else ''}"
             "the paper's 70,000 steps are for a GPU. More steps learn better: change them in Settings.")
+
+    # ---- what the networks look at ------------------------------------------------------
+    def layout_settings(self) -> LayoutSettings:
+        """The fields as settings; InspectError naming what is wrong in the text."""
+        return LayoutSettings(tiling=self.tiling.isChecked(), tile_scale=self.tile_scale.value(),
+                              roi=parse_roi(self.roi.text()),
+                              roi_polygon=parse_polygon(self.polygon.text()))
+
+    def model_config(self):
+        from engine.model import ModelConfig
+        lay = self.layout_settings()
+        problems = lay.problems()
+        if problems:
+            raise InspectError(" ".join(problems))
+        return ModelConfig(size=self.services.settings.model_size,
+                           image_size=self.image_size.value(), tiling=lay.tiling,
+                           tile_scale=lay.tile_scale, roi=lay.roi, roi_polygon=lay.roi_polygon)
+
+    def _show_layout(self) -> None:
+        """Draw the layout on the first chosen picture and say what a small defect becomes;
+        a layout that cannot work is explained here, before anyone waits for training."""
+        if getattr(self, "_loading", False):
+            return
+        self.tile_scale.setEnabled(self.tiling.isChecked())
+        images = self.chosen_images()
+        try:
+            cfg = self.model_config()
+            if not images:
+                self.layout_preview.clear()
+                self.layout_text.setStyleSheet("")
+                self.layout_text.setText("Capture or import good parts to see what the networks look at.")
+                return
+            from engine.layout import Layout, describe, draw_layout
+            layout = Layout.of(cfg, images[0].shape[:2])
+            text = describe(layout)
+            self.layout_preview.setPixmap(to_pixmap(draw_layout(images[0], layout), 260))
+        except InspectError as exc:
+            self.layout_text.setStyleSheet("color:#b00020;")
+            self.layout_text.setText(str(exc))
+            return
+        self.layout_text.setStyleSheet("")
+        self.layout_text.setText(text)
 
     # ---- step 1: good parts ------------------------------------------------------------
     def capture(self) -> None:
@@ -213,18 +299,25 @@ class LearnScreen(QWidget):
 
     # ---- step 2: train -------------------------------------------------------------------
     def train(self) -> None:
-        from engine.model import ModelConfig, save_checkpoint
+        from engine.model import save_checkpoint
         from engine.train import TrainConfig, train
-        s = self.services.settings
         images = self.chosen_images()
         try:
-            cfg = TrainConfig(model=ModelConfig(size=s.model_size, image_size=s.image_size,
-                                                roi=s.camera.roi),
-                              steps=s.training_steps, teacher=s.teacher, penalty=s.penalty,
-                              device=s.device)
+            model_cfg = self.model_config()
+            s = replace(self.services.settings, image_size=model_cfg.image_size,
+                        layout=self.layout_settings())
+            s.validate()
+            if model_cfg.uses_layout:              # every picture must fit the layout
+                from engine.layout import Layout
+                for hw in {im.shape[:2] for im in images}:
+                    Layout.of(model_cfg, hw)
+            cfg = TrainConfig(model=model_cfg, steps=s.training_steps, teacher=s.teacher,
+                              penalty=s.penalty, device=s.device)
         except InspectError as exc:
             self.services.errors.report("Learning", exc)
             return
+        if s != self.services.settings:            # the next Learn starts from these
+            self.services.save(s)
         models_dir = self.services.models_dir
         resume = models_dir / "training.partial.pt"
 
@@ -332,6 +425,7 @@ class LearnScreen(QWidget):
         self.services.tasks.call("Saving the model", move_and_register, on_done=done)
 
     def _update_buttons(self) -> None:
+        self._show_layout()
         training = self.job is not None and self.job.running
         n = len(self.chosen_images())
         self.train_button.setEnabled(not training and n >= 5)

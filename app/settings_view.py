@@ -65,8 +65,6 @@ class SettingsScreen(QWidget):
         self.trigger = QComboBox()
         self.trigger.addItems(TRIGGERS)
         self.trigger.setEditable(True)          # any camera line: Line2:falling ...
-        self.roi = QLineEdit()
-        self.roi.setPlaceholderText("x, y, width, height in pixels; empty: the whole frame")
         exp_w, self.exposure_on = _optional(self.exposure, "set")
         gain_w, self.gain_on = _optional(self.gain, "set")
         f.addRow("Source", self.source)
@@ -77,7 +75,6 @@ class SettingsScreen(QWidget):
         f.addRow("Exposure", exp_w)
         f.addRow("Gain", gain_w)
         f.addRow("Trigger", self.trigger)
-        f.addRow("Region of interest", self.roi)
 
         store = QGroupBox("Storage")
         f = QFormLayout(store)
@@ -112,7 +109,7 @@ class SettingsScreen(QWidget):
         self.products.setPlaceholderText("comma-separated; each product has its own model")
         f.addRow("Scoring and training on", self.device)
         f.addRow("Model size", self.size)
-        f.addRow("Input size (px)", self.image_size)
+        f.addRow("Input size (px; also on Learn)", self.image_size)
         f.addRow("Training steps", self.steps)
         f.addRow("Good frames to capture", self.good_frames)
         f.addRow("Teacher (default / file / random)", self.teacher)
@@ -180,7 +177,6 @@ class SettingsScreen(QWidget):
         self.gain.setEnabled(c.gain_db is not None)
         self.gain.setValue(c.gain_db or 0)
         self.trigger.setCurrentText(c.trigger)
-        self.roi.setText(", ".join(str(v) for v in c.roi) if c.roi else "")
         self.folder.setText(s.storage.folder)
         self.db_url.setText(s.storage.database_url)
         self.station.setText(s.station)
@@ -196,15 +192,6 @@ class SettingsScreen(QWidget):
 
     def form_settings(self):
         s = self.services.settings
-        roi_text = self.roi.text().strip()
-        roi = None
-        if roi_text:
-            try:
-                roi = tuple(int(v) for v in roi_text.replace(" ", "").split(","))
-            except ValueError:
-                raise InspectError("Region of interest must be four whole numbers: x, y, width, height.") from None
-            if len(roi) != 4:
-                raise InspectError("Region of interest must be four whole numbers: x, y, width, height.")
         names = [n.strip() for n in self.products.text().split(",") if n.strip()]
         products = {n: s.products.get(n, ProductSettings()) for n in names}
         current = s.current_product if s.current_product in products else (names[0] if names else "")
@@ -216,7 +203,7 @@ class SettingsScreen(QWidget):
                            fps=self.fps.value(),
                            exposure_us=self.exposure.value() if self.exposure_on.isChecked() else None,
                            gain_db=self.gain.value() if self.gain_on.isChecked() else None,
-                           trigger=self.trigger.currentText(), roi=roi),
+                           trigger=self.trigger.currentText()),
             storage=replace(s.storage, folder=self.folder.text().strip(),
                             database_url=self.db_url.text().strip()),
             device=self.device.currentText(), model_size=self.size.currentText(),

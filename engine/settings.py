@@ -19,7 +19,7 @@ from pathlib import Path
 
 from engine.errors import InspectError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2                   # 2: the region of interest moved from camera to layout
 SOURCE_KINDS = ("simulated", "genicam", "folder", "video")
 TRIGGERS = ("free", "software", "Line0", "Line1", "Line1:rising", "Line1:falling")  # suggestions
 DEVICES = ("auto", "cuda", "cpu")
@@ -42,7 +42,6 @@ class CameraSettings:
     exposure_us: float | None = None  # None: leave the camera's own value
     gain_db: float | None = None
     trigger: str = "free"            # "free", "software" or a camera line "Line1[:rising|falling|any]"
-    roi: tuple[int, int, int, int] | None = None   # x, y, w, h in frame pixels; None: whole frame
 
     def problems(self) -> list[str]:
         out = []
@@ -61,13 +60,63 @@ class CameraSettings:
         if not re.fullmatch(r"free|software|Line\d+(:(rising|falling|any))?", self.trigger):
             out.append(f"Trigger must be free, software or a camera line such as Line1 or "
                        f"Line1:rising, not {self.trigger!r}.")
+        return out
+
+
+@dataclass(frozen=True)
+class LayoutSettings:
+    """Where the networks look in a frame, for the next Learn (engine/layout.py). A trained
+    model keeps its own copy, so changing these never changes a model already in use."""
+    tiling: bool = False             # cut frames into image_size tiles (small defects, big frames)
+    tile_scale: float = 1.0          # frames are resized by this before tiling
+    roi: tuple[int, int, int, int] | None = None   # x, y, w, h in frame pixels; None: whole frame
+    roi_polygon: tuple[tuple[int, int], ...] | None = None  # optional, inside the ROI
+
+    def problems(self) -> list[str]:
+        out = []
+        if not 0.05 <= self.tile_scale <= 4.0:
+            out.append(f"Tile scale must be between 0.05 and 4, not {self.tile_scale}.")
         if self.roi is not None:
             if len(self.roi) != 4 or any(int(v) != v for v in self.roi):
                 out.append("Region of interest must be four whole numbers: x, y, width, height.")
             elif self.roi[0] < 0 or self.roi[1] < 0 or self.roi[2] < 32 or self.roi[3] < 32:
                 out.append("Region of interest must start inside the frame and be at least "
                            f"32×32 pixels, not {self.roi}.")
+        if self.roi_polygon is not None:
+            if len(self.roi_polygon) < 3 or any(len(p) != 2 for p in self.roi_polygon):
+                out.append("A region-of-interest polygon needs at least 3 points x,y.")
+            elif any(int(v) != v or v < 0 for p in self.roi_polygon for v in p):
+                out.append("Polygon points must be whole, non-negative pixel positions.")
         return out
+
+
+def parse_roi(text: str) -> tuple[int, int, int, int] | None:
+    """"x, y, w, h" -> tuple; empty -> None; anything else -> InspectError with the format."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        roi = tuple(int(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        roi = ()
+    if len(roi) != 4:
+        raise InspectError(f"Region of interest must be four whole numbers: x, y, width, height "
+                           f"(not {text!r}).")
+    return roi
+
+
+def parse_polygon(text: str) -> tuple[tuple[int, int], ...] | None:
+    """"x1,y1; x2,y2; x3,y3" -> points; empty -> None."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        pts = tuple(tuple(int(v) for v in p.split(",")) for p in text.replace(" ", "").split(";") if p)
+    except ValueError:
+        pts = ()
+    if len(pts) < 3 or any(len(p) != 2 for p in pts):
+        raise InspectError(f"A polygon is at least 3 points x,y separated by ';' (not {text!r}).")
+    return pts
 
 
 @dataclass(frozen=True)
@@ -110,7 +159,8 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     device: str = "auto"             # one of DEVICES
     model_size: str = "small"        # one of MODEL_SIZES
-    image_size: int = 256            # network input side
+    image_size: int = 256            # network input side (and tile side)
+    layout: LayoutSettings = field(default_factory=LayoutSettings)
     training_steps: int = DEFAULT_TRAINING_STEPS
     good_frames: int = 40            # frames the Learn flow captures by default
     teacher: str = "default"         # "default" (shipped file), a path, or "random"
@@ -120,7 +170,7 @@ class Settings:
     current_product: str = DEFAULT_PRODUCT
 
     def problems(self) -> list[str]:
-        out = list(self.camera.problems()) + list(self.storage.problems())
+        out = list(self.camera.problems()) + list(self.storage.problems()) + self.layout.problems()
         if self.device not in DEVICES:
             out.append(f"Device must be one of {', '.join(DEVICES)}, not {self.device!r}.")
         if self.model_size not in MODEL_SIZES:
@@ -171,7 +221,9 @@ class Settings:
 
 def settings_to_dict(s: Settings) -> dict:
     d = asdict(s)
-    d["camera"]["roi"] = list(s.camera.roi) if s.camera.roi is not None else None
+    lay = s.layout
+    d["layout"]["roi"] = list(lay.roi) if lay.roi is not None else None
+    d["layout"]["roi_polygon"] = [list(p) for p in lay.roi_polygon] if lay.roi_polygon else None
     return d
 
 
@@ -204,11 +256,18 @@ def settings_from_dict(d: dict) -> Settings:
             "rename the file to start from defaults.")
     d = _upgrade(d, version)
     cam = dict(d.pop("camera", {}) or {})
-    if cam.get("roi") is not None:
-        cam["roi"] = tuple(cam["roi"])
+    lay = dict(d.pop("layout", {}) or {})
+    try:
+        if lay.get("roi") is not None:
+            lay["roi"] = tuple(lay["roi"])
+        if lay.get("roi_polygon") is not None:
+            lay["roi_polygon"] = tuple(tuple(p) for p in lay["roi_polygon"])
+    except TypeError:
+        raise InspectError("Settings: the region of interest must be lists of numbers.") from None
     products = {str(k): _build(ProductSettings, v, f"product {k!r}")
                 for k, v in (d.pop("products", None) or {}).items()} or None
     s = _build(Settings, {**d, "camera": _build(CameraSettings, cam, "camera"),
+                          "layout": _build(LayoutSettings, lay, "layout"),
                           "storage": _build(StorageSettings, d.pop("storage", {}) or {}, "storage"),
                           **({"products": products} if products else {})}, "settings")
     _check_types(s)
@@ -216,8 +275,16 @@ def settings_from_dict(d: dict) -> Settings:
 
 
 def _upgrade(d: dict, version: int) -> dict:
-    """Older schemas -> this one. Version 0: files written before the version field existed
-    (same layout). Add one step per future schema change here."""
+    """Older schemas -> this one, one step per schema change.
+    0: files written before the version field existed (same fields as 1).
+    1 -> 2: the region of interest moved from the camera to the layout (tiling, polygon)."""
+    if version < 2:
+        cam = d.get("camera")
+        if isinstance(cam, dict) and "roi" in cam:
+            cam = dict(cam)
+            roi = cam.pop("roi")
+            d["camera"] = cam
+            d["layout"] = {**(d.get("layout") or {}), "roi": roi}
     d["schema_version"] = SCHEMA_VERSION
     return d
 
@@ -236,6 +303,9 @@ def _check_types(s: Settings) -> None:
     num(s.camera.fps, "camera fps")
     num(s.camera.exposure_us, "camera exposure", True)
     num(s.camera.gain_db, "camera gain", True)
+    num(s.layout.tile_scale, "layout tile scale")
+    if not isinstance(s.layout.tiling, bool):
+        raise InspectError(f"Settings: layout tiling must be true or false, not {s.layout.tiling!r}.")
     for pname, p in s.products.items():
         num(p.threshold, f"product {pname!r} threshold", True)
         num(p.review_below, f"product {pname!r} review level", True)

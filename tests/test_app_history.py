@@ -72,3 +72,46 @@ def test_learn_imports_a_folder(qtbot, data_dir, tmp_path):
         assert len(w.learn.chosen_images()) == 5
     finally:
         w.close()
+
+
+def test_learn_shows_and_uses_the_layout(qtbot, data_dir, tmp_path):
+    """Size, tiling and ROI on the Learn screen: drawn on the first picture, explained in
+    words, refused in words when they cannot fit, and what Learn trains with."""
+    folder = tmp_path / "good"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        cv2.imwrite(str(folder / f"{i}.png"), rng.integers(0, 255, (120, 200, 3), np.uint8))
+    w = make_window(qtbot, data_dir, autostart=False)
+    try:
+        learn = w.learn
+        learn.load_folder(folder)
+        wait_until(qtbot, lambda: learn.thumbs.count() == 6, 20, "the thumbnails")
+        learn.image_size.setValue(64)
+        learn.tiling.setChecked(True)
+        learn.tile_scale.setValue(1.0)
+        learn.roi.setText("10, 10, 180, 100")
+        assert "tiles of 64 px" in learn.layout_text.text()
+        assert "region 180×100 of the 200×120 frame" in learn.layout_text.text()
+        assert learn.layout_preview.pixmap() is not None and not learn.layout_preview.pixmap().isNull()
+        learn.roi.setText("150, 10, 180, 100")                  # runs off the frame
+        assert "does not fit inside" in learn.layout_text.text()
+        learn.roi.setText("10, 10, 180")
+        assert "four whole numbers" in learn.layout_text.text()
+        learn.roi.setText("10, 10, 180, 100")
+        learn.polygon.setText("10,10; 190,10; 100,109")
+        cfg = learn.model_config()
+        assert cfg.tiling and cfg.roi == (10, 10, 180, 100) and len(cfg.roi_polygon) == 3
+        learn.tiling.setChecked(False)
+        assert "squeezed to 64×64" in learn.layout_text.text()
+        learn.tiling.setChecked(True)
+        learn.train()                                          # saves the layout, then trains
+        s = w.services.settings
+        assert s.layout.tiling and s.layout.roi == (10, 10, 180, 100) and s.image_size == 64
+        wait_until(qtbot, lambda: learn.result is not None, 120, "training with tiles and ROI")
+        from engine.model import load_checkpoint
+        model, _ = load_checkpoint(learn.result["path"])
+        assert model.config.tiling and model.config.roi == (10, 10, 180, 100)
+        assert model.config.frame_size == (120, 200)
+    finally:
+        w.close()

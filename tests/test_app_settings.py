@@ -5,12 +5,15 @@ from dataclasses import replace
 import pytest
 
 from engine.errors import InspectError
-from engine.settings import (SCHEMA_VERSION, CameraSettings, ProductSettings, Settings,
-                             load_settings, save_settings, settings_from_dict, settings_to_dict)
+from engine.settings import (SCHEMA_VERSION, CameraSettings, LayoutSettings, ProductSettings,
+                             Settings, load_settings, parse_polygon, parse_roi, save_settings,
+                             settings_from_dict, settings_to_dict)
 
 
 def test_defaults_are_valid_and_round_trip(tmp_path):
-    s = replace(Settings(), camera=CameraSettings(roi=(10, 20, 100, 80), exposure_us=5000.0),
+    s = replace(Settings(), camera=CameraSettings(exposure_us=5000.0),
+                layout=LayoutSettings(tiling=True, tile_scale=0.5, roi=(10, 20, 100, 80),
+                                      roi_polygon=((10, 20), (100, 20), (50, 90))),
                 products={"a": ProductSettings(model_file="m.pt", threshold=0.3, review_below=0.2)},
                 current_product="a")
     path = tmp_path / "s.json"
@@ -30,7 +33,9 @@ def test_missing_file_gives_defaults(tmp_path):
     (dict(current_product="nope"), "not in the product list"),
     (dict(camera=CameraSettings(source="folder")), "needs a path"),
     (dict(camera=CameraSettings(trigger="sometimes")), "Trigger must be"),
-    (dict(camera=CameraSettings(roi=(0, 0, 10, 10))), "at least 32×32"),
+    (dict(layout=LayoutSettings(roi=(0, 0, 10, 10))), "at least 32×32"),
+    (dict(layout=LayoutSettings(tile_scale=9.0)), "Tile scale must be"),
+    (dict(layout=LayoutSettings(roi_polygon=((1, 2), (3, 4)))), "at least 3 points"),
     (dict(products={"p": ProductSettings(threshold=0.2, review_below=0.3)}, current_product="p"),
      "must be below the fail threshold"),
     (dict(storage=replace(Settings().storage, database_url="my-server")), "is not a URL"),
@@ -52,6 +57,23 @@ def test_older_file_without_version_or_new_fields_is_upgraded():
     s = settings_from_dict(old)
     assert s.schema_version == SCHEMA_VERSION and s.station == "line7" and s.device == "cpu"
     assert s.training_steps == Settings().training_steps
+
+
+def test_version_1_region_of_interest_moves_to_the_layout():
+    v1 = {"schema_version": 1, "camera": {"source": "simulated", "roi": [5, 6, 100, 120]}}
+    s = settings_from_dict(v1)
+    assert s.layout.roi == (5, 6, 100, 120) and s.schema_version == SCHEMA_VERSION
+    assert not hasattr(s.camera, "roi")
+
+
+def test_roi_and_polygon_text_is_parsed_or_explained():
+    assert parse_roi(" 1, 2,300 ,400 ") == (1, 2, 300, 400) and parse_roi("") is None
+    assert parse_polygon("1,2; 30,2;30,40") == ((1, 2), (30, 2), (30, 40))
+    assert parse_polygon("  ") is None
+    with pytest.raises(InspectError, match="four whole numbers"):
+        parse_roi("1,2,3")
+    with pytest.raises(InspectError, match="at least 3 points"):
+        parse_polygon("1,2;3")
 
 
 def test_unknown_fields_wrong_types_and_broken_json_are_explained(tmp_path):
