@@ -25,6 +25,7 @@ BENCHES = {
     "camera": "engine.camera.bench:main",
     "log": "engine.log.bench:main",
     "gui": "app.bench:main",
+    "pipeline": "app.bench_pipeline:main",
 }
 
 

@@ -1,0 +1,169 @@
+"""`python main.py bench pipeline`: does the live path keep up with the camera?
+
+The app's own parts, no GUI: the simulated line at a set frame rate (default 100 frames/s)
+-> engine/camera acquisition thread (latest-frame slot) -> app.pipeline scoring thread
+(Scorer, decide, overlay) -> engine/log writer (SQLite in a temporary folder). Reports the
+rate the camera delivered, the rate frames were judged, how many were skipped because
+scoring was busy (the pipeline always takes the newest frame, so it never falls behind,
+it skips), scoring and camera-to-verdict latency, and whether every verdict reached the log.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _model_file(a, folder: Path) -> str:
+    if a.model:
+        return a.model
+    from engine.bench_score import SHARED, calibrated_model
+    from engine.data import load_rgb
+    from engine.model import save_checkpoint
+    good = [load_rgb(p) for p in sorted(SHARED.glob("*/*/train/good/*"))[::50][:8]]
+    if not good:
+        raise SystemExit(f"no good images under {SHARED} to calibrate a model; pass --model")
+    model, meta = calibrated_model(a.size, a.image_size, good)
+    path = folder / "model.pt"
+    save_checkpoint(model, path, {**meta, "model_id": "bench"})
+    return str(path)
+
+
+def _prerendered_source(config, n: int = 40):
+    """The simulated line with its first n parts drawn up front and replayed: a real camera
+    delivers frames by DMA at almost no CPU cost, while drawing 100 parts/s would take a
+    core of this machine away from scoring and skew the measurement."""
+    from engine.camera.simulated import SimulatedLineSource
+
+    class Prerendered(SimulatedLineSource):
+        def __init__(self, cfg):
+            super().__init__(cfg)
+            self._cache = [self.line.frame_arrays(i) for i in range(n)]
+
+        def read(self, timeout):
+            if self._pacer is None:
+                self.open()
+            if not self._pacer.wait(timeout):
+                return None
+            rgb, mask, label, plan = self._cache[self._next_id % n]
+            return self._make_frame(rgb, label=label, mask=mask, meta={"part_index": plan.index})
+
+    return Prerendered(config)
+
+
+def run(a) -> dict:
+    import torch
+
+    from app.camera_feed import CameraFeed
+    from app.pipeline import ModelSpec, Pipeline
+    from engine.camera.simulated import SimulatedLineConfig, SimulatedLineSource
+    from engine.log import InspectionLog, LogConfig
+    from engine.settings import CameraSettings
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+        folder = Path(tmp)
+        model_path = _model_file(a, folder)
+        w, h = (int(v) for v in a.frame.lower().split("x"))
+        line = SimulatedLineConfig(fps=a.fps, width=w, height=h, defect_rate=0.3)
+        source = _prerendered_source(line) if a.prerendered else SimulatedLineSource(line)
+        feed = CameraFeed(CameraSettings(), source_factory=lambda cam: source)
+        lg = InspectionLog.open(folder / "log", LogConfig())
+        lg.start_writer()
+        results, errors = [], []
+        lock = threading.Lock()
+
+        def on_result(r):
+            with lock:
+                results.append((time.monotonic(), r))
+
+        pipe = Pipeline(feed, station="bench", device=a.device, backend=a.backend,
+                        on_result=on_result, on_error=lambda where, e: errors.append(f"{where}: {e}"),
+                        log_submit=lg.submit)
+        pipe.set_model(ModelSpec(product="bench", path=model_path))
+        pipe.start()
+        time.sleep(a.warmup)                     # model on the device, first frames, caches
+        scorer = pipe._scorer
+        backend_used = [scorer.backend] if scorer is not None else []
+        with lock:
+            results.clear()
+        acq0 = feed.acquisition.status() if feed.acquisition else None
+        t0 = time.monotonic()
+        time.sleep(a.seconds)
+        t1 = time.monotonic()
+        acq1 = feed.acquisition.status() if feed.acquisition else None
+        pipe.stop()
+        verdicts_total = pipe.parts
+        writer = lg.start_writer()               # the running writer (start is idempotent)
+        flushed = writer.flush(30.0)
+        with lock:
+            got = [(t, r) for t, r in results if t <= t1]
+        judged = [r for _, r in got if r.verdict is not None]
+        logged_rows = lg.count()
+        stats = lg.stop_writer()
+        lg.close()
+    received = (acq1.received - acq0.received) if acq0 and acq1 else None
+    score_ms = np.array([r.verdict.latency_ms for r in judged]) if judged else np.zeros(1)
+    e2e_ms = np.array([(t - r.frame.t) * 1000 for t, r in got if r.verdict is not None]) \
+        if judged else np.zeros(1)
+    cam_rate = received / (t1 - t0) if received is not None else float("nan")
+    judged_rate = len(judged) / (t1 - t0)
+    return {
+        "device": a.device, "backend": backend_used[0] if backend_used else a.backend,
+        "frame": a.frame, "image_size": a.image_size, "source_fps": a.fps, "seconds": round(t1 - t0, 2),
+        "camera_fps": round(cam_rate, 1), "judged_fps": round(judged_rate, 1),
+        "skipped_frames": (received - len(judged)) if received is not None else None,
+        "keeps_up": bool(received is not None and len(judged) >= 0.97 * received),
+        "score_ms_median": round(float(np.median(score_ms)), 2),
+        "score_ms_p99": round(float(np.quantile(score_ms, 0.99)), 2),
+        "camera_to_verdict_ms_median": round(float(np.median(e2e_ms)), 2),
+        "camera_to_verdict_ms_p99": round(float(np.quantile(e2e_ms, 0.99)), 2),
+        "verdicts": len(judged), "log_flushed": bool(flushed), "log_rows_total": logged_rows,
+        "verdicts_total": verdicts_total, "every_verdict_logged": logged_rows == verdicts_total,
+        "log_unlogged": stats.unlogged if stats else None, "log_lost": stats.lost if stats else None,
+        "errors": errors[:5],
+    }
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="main.py bench pipeline", description=__doc__.split("\n")[0])
+    p.add_argument("--fps", type=float, default=100.0, help="simulated camera frame rate")
+    p.add_argument("--seconds", type=float, default=15.0)
+    p.add_argument("--warmup", type=float, default=5.0)
+    p.add_argument("--frame", default="640x480", help="camera frame size WxH")
+    p.add_argument("--model", help="trained model file (default: calibrated untrained model)")
+    p.add_argument("--size", choices=["small", "medium"], default="small")
+    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--draw-live", dest="prerendered", action="store_false",
+                   help="draw every simulated part live (costs CPU) instead of replaying 40")
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args(argv)
+    r = run(a)
+    if a.json:
+        print(json.dumps(r))
+        return 0
+    print(f"live pipeline, simulated camera {a.frame} at {a.fps:g} frames/s, {r['seconds']} s, "
+          f"device {r['device']}, backend {r['backend']}")
+    print(f"  camera delivered {r['camera_fps']} frames/s; judged {r['judged_fps']} frames/s "
+          f"({r['verdicts']} verdicts, {r['skipped_frames']} frames skipped while scoring was busy)")
+    print(f"  scoring {r['score_ms_median']} ms median / {r['score_ms_p99']} ms p99; camera to "
+          f"verdict {r['camera_to_verdict_ms_median']} ms median / {r['camera_to_verdict_ms_p99']} ms p99")
+    print(f"  keeps up: {'YES' if r['keeps_up'] else 'NO'}; log flushed: {r['log_flushed']}, "
+          f"rows {r['log_rows_total']} for {r['verdicts_total']} verdicts since start, counted-not-logged {r['log_unlogged']}, lost {r['log_lost']}")
+    for e in r["errors"]:
+        print(f"  error: {e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
