@@ -94,7 +94,7 @@ class LearnScreen(QWidget):
         self.polygon = QLineEdit()
         self.polygon.setPlaceholderText("optional: x1,y1; x2,y2; x3,y3 … inside the region")
         self.layout_preview = QLabel()
-        self.layout_preview.setMinimumSize(240, 120)
+        self.layout_preview.setMinimumSize(280, 210)
         self.layout_preview.setAlignment(Qt.AlignCenter)
         self.layout_text = QLabel("")
         self.layout_text.setWordWrap(True)
@@ -184,7 +184,7 @@ class LearnScreen(QWidget):
         cpu = self.services.pipeline.device != "cuda"
         self.plan.setText(
             f"Training uses this product's settings: {s.training_steps:,} steps, {s.model_size} model, "
-            f"{'CPU' if s.device == 'cpu' else s.device.upper()} "
+            f"device {'CPU' if s.device == 'cpu' else s.device.upper()} "
             f"(bf16 where the hardware has it). {'On a CPU this takes minutes to tens of minutes; ' if cpu else ''}"
             "the paper's 70,000 steps are for a GPU. More steps learn better: change them in Settings.")
 
@@ -222,7 +222,7 @@ class LearnScreen(QWidget):
             from engine.layout import Layout, describe, draw_layout
             layout = Layout.of(cfg, images[0].shape[:2])
             text = describe(layout)
-            self.layout_preview.setPixmap(to_pixmap(draw_layout(images[0], layout), 260))
+            self.layout_preview.setPixmap(to_pixmap(draw_layout(images[0], layout), 280))
         except InspectError as exc:
             self.layout_text.setStyleSheet("color:#b00020;")
             self.layout_text.setText(str(exc))

@@ -72,6 +72,14 @@ def main(argv: list[str]) -> int:
     w.tabs.setCurrentWidget(w.learn)
     w.learn.capture()
     wait(lambda: w.learn.thumbs.count() >= 30, 60, "the capture")
+    # What the networks look at: a region, a polygon and tiles drawn on the first picture.
+    w.learn.tiling.setChecked(True)
+    w.learn.roi.setText("20, 16, 280, 208")
+    w.learn.polygon.setText("20,16; 300,16; 300,224; 60,224")
+    shot("learn-layout")
+    w.learn.tiling.setChecked(False)                 # the quick model for the other shots
+    w.learn.roi.setText("")
+    w.learn.polygon.setText("")
     w.learn.train()
     wait(lambda: w.learn.progress.value() > 0 or w.learn.result is not None, 600, "training progress")
     shot("learn-training")
