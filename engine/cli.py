@@ -190,16 +190,26 @@ def eval_main(argv: list[str]) -> int:
 
 
 def evaluate(root: str, category: str, cfg: TrainConfig, progress=lambda f, m: None,
-             skip=lambda p, m: None, save_model: str | None = None) -> dict:
-    """Train on train/good, score test/*, return the MVTec metrics (overall and per type)."""
+             skip=lambda p, m: None, save_model: str | None = None,
+             model_file: str | None = None) -> dict:
+    """Train on train/good (or load `model_file`), score test/*, return the MVTec metrics
+    (overall and per type)."""
     from engine.metrics import au_pro, image_auroc, pixel_auroc
+    from engine.model import load_checkpoint
     from engine.scoring import Scorer
+    from engine.train import TrainResult
 
     good_dir, items = mvtec_category(root, category)
-    good, _ = load_images(list_images(good_dir), skip)
-    t0 = time.time()
-    result = train(cfg, good, lambda f, m: progress(0.9 * f, m))
-    train_s = time.time() - t0
+    if model_file:                                   # evaluate a model trained before
+        model, meta = load_checkpoint(model_file)
+        result = TrainResult(model, meta)
+        cfg = replace(cfg, model=model.config, steps=int(meta.get("steps", cfg.steps)))
+        train_s = None
+    else:
+        good, _ = load_images(list_images(good_dir), skip)
+        t0 = time.time()
+        result = train(cfg, good, lambda f, m: progress(0.9 * f, m))
+        train_s = time.time() - t0
     if save_model:
         save_checkpoint(result.model, save_model, result.meta)
     scorer = Scorer(result.model, result.meta, cfg.device, backend="auto")
@@ -261,11 +271,13 @@ def _eval_cmd(argv: list[str]) -> int:
     p.add_argument("--category", required=True)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--save-model", help="also write the trained model to this file")
+    p.add_argument("--model", help="evaluate this trained model file instead of training one "
+                   "(the training options are then ignored)")
     _add_train_options(p, default_steps=70_000)
     a = p.parse_args(argv)
     bar = ProgressBar("eval", quiet=False)
     try:
-        res = evaluate(a.data, a.category, _train_config(a), bar, _skip, a.save_model)
+        res = evaluate(a.data, a.category, _train_config(a), bar, _skip, a.save_model, a.model)
     finally:
         bar.close()
     if a.json:
@@ -282,5 +294,6 @@ def _eval_cmd(argv: list[str]) -> int:
               f"{fmt(r['au_pro']):>9}")
     print(f"threshold {res['threshold']:.4f}: false rejects {res['false_reject_rate']:.1%} of good, "
           f"misses {res['miss_rate']:.1%} of defective")
-    print(f"train {res['train_seconds']:.0f} s, score {res['ms_per_image']:.1f} ms/image")
+    trained = "model loaded" if res["train_seconds"] is None else f"train {res['train_seconds']:.0f} s"
+    print(f"{trained}, score {res['ms_per_image']:.1f} ms/image")
     return 0

@@ -62,6 +62,17 @@ def test_eval_json(tmp_path, capsys):
         assert key in res
     assert set(res["per_type"]) == {"blob"}
     assert 0.0 <= res["au_pro"] <= 1.0
+    # the same trained model evaluated again from its file gives the same numbers
+    model = tmp_path / "m.pt"
+    assert main.main(["eval", "--data", str(tmp_path), "--category", "widget", "--json",
+                      "--save-model", str(model)] + TINY) == 0
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert main.main(["eval", "--data", str(tmp_path), "--category", "widget", "--json",
+                      "--model", str(model)]) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["train_seconds"] is None and again["steps"] == 30 and again["image_size"] == 64
+    for key in ("image_auroc", "pixel_auroc", "au_pro", "threshold"):
+        assert again[key] == pytest.approx(first[key], abs=1e-6)
 
 
 def test_eval_missing_mask_is_explained(tmp_path, capsys):

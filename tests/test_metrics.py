@@ -77,3 +77,29 @@ def test_au_pro_perfect_and_good_images():
     assert au_pro([k.astype(float), np.zeros((10, 10))], [k, good]) == pytest.approx(1.0)
     with pytest.raises(ValueError):
         au_pro([np.zeros((4, 4))], [np.zeros((4, 4), bool)])
+
+
+def _defect_maps(seed, n=6, hw=(60, 80)):
+    rng = np.random.default_rng(seed)
+    maps, masks = [], []
+    for i in range(n):
+        k = np.zeros(hw, bool)
+        if i % 3:
+            y, x = rng.integers(0, hw[0] - 12), rng.integers(0, hw[1] - 12)
+            k[y:y + rng.integers(2, 12), x:x + rng.integers(2, 12)] = True
+        maps.append((rng.random(hw) + 0.8 * k * rng.random(hw)).astype(np.float32))
+        masks.append(k)
+    masks[1][5:9, 5:9] = True
+    return maps, masks
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_binned_pixel_metrics_match_exact_ones(seed):
+    """Above EXACT_LIMIT pixels the metrics are binned (memory); they must agree."""
+    maps, masks = _defect_maps(seed)
+    assert pixel_auroc(maps, masks, exact_limit=0) == pytest.approx(pixel_auroc(maps, masks), abs=1e-4)
+    assert au_pro(maps, masks, exact_limit=0) == pytest.approx(au_pro(maps, masks), abs=1e-4)
+    k = np.zeros((10, 10), bool)
+    k[3:6, 3:6] = True
+    assert au_pro([k.astype(np.float32), np.zeros((10, 10), np.float32)], [k, np.zeros_like(k)],
+                  exact_limit=0) == pytest.approx(1.0)
