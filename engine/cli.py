@@ -66,23 +66,11 @@ def _add_train_options(p: argparse.ArgumentParser, default_steps: int) -> None:
     g.add_argument("--roi-polygon", help="optional polygon inside the ROI: X1,Y1;X2,Y2;X3,Y3...")
 
 
-def _ints(text: str, what: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(round(float(v))) for v in text.replace(" ", "").split(","))
-    except ValueError:
-        raise InspectError(f"{what} must be comma-separated numbers, not {text!r}.") from None
-
-
 def _model_config(a: argparse.Namespace) -> ModelConfig:
-    roi = _ints(a.roi, "--roi") if a.roi else None
-    if roi is not None and len(roi) != 4:
-        raise InspectError("--roi takes four numbers: X,Y,W,H.")
-    polygon = tuple(_ints(p, "--roi-polygon") for p in a.roi_polygon.split(";")) if a.roi_polygon else None
-    if polygon is not None and any(len(p) != 2 for p in polygon):
-        raise InspectError("--roi-polygon takes points X,Y separated by ';'.")
+    from engine.settings import parse_polygon, parse_roi
     return ModelConfig(size=a.size, image_size=a.image_size, tiling=a.tiling,
-                       tile_scale=a.tile_scale, tile_overlap=a.tile_overlap, roi=roi,
-                       roi_polygon=polygon)
+                       tile_scale=a.tile_scale, tile_overlap=a.tile_overlap,
+                       roi=parse_roi(a.roi or ""), roi_polygon=parse_polygon(a.roi_polygon or ""))
 
 
 def _train_config(a: argparse.Namespace) -> TrainConfig:

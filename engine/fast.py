@@ -229,25 +229,27 @@ def _swap_to_nnpack(net: nn.Module) -> None:
             _swap_to_nnpack(child)
 
 
-def nnpack_copy(model: EfficientAD) -> EfficientAD:
-    """A copy of the model (same forward, same maps) whose stride-1 convs run on NNPACK: the
-    tiled / ROI scoring path (engine/layout.py) uses it as it is."""
+def on_nnpack(net: nn.Module) -> nn.Module:
+    """`net` with its stride-1 convs swapped to NNPACK in place (RuntimeError without NNPACK)."""
     if not nnpack_available():
         raise RuntimeError("this PyTorch build has no NNPACK for this CPU")
-    fast = copy.deepcopy(model).float().eval().requires_grad_(False)
-    for net in (fast.teacher, fast.student, fast.autoencoder):
-        _swap_to_nnpack(net)
-    return fast
+    _swap_to_nnpack(net)
+    return net
+
+
+def scoring_copy(model: EfficientAD, device: torch.device) -> EfficientAD:
+    """The model as the scorer runs it per tile / ROI (engine/layout.py): on a CPU with NNPACK
+    a copy with NNPACK convolutions (same maps to ~1e-6), otherwise the model itself."""
+    if device.type != "cpu" or not nnpack_available():
+        return model
+    return on_nnpack(copy.deepcopy(model).float().eval().requires_grad_(False))
 
 
 class NnpackRunner:
     """Folded model with every stride-1 convolution on NNPACK; fp32, CPU, NCHW."""
 
     def __init__(self, model: EfficientAD):
-        if not nnpack_available():
-            raise RuntimeError("this PyTorch build has no NNPACK for this CPU")
-        self.net = FoldedEfficientAD(model).eval()
-        _swap_to_nnpack(self.net)
+        self.net = on_nnpack(FoldedEfficientAD(model).eval())
 
     @torch.inference_mode()
     def __call__(self, u: torch.Tensor) -> torch.Tensor:

@@ -69,15 +69,11 @@ class Scorer:
             if backend not in ("auto", "eager", "torch-fp32-nnpack"):
                 raise InspectError(f"Scoring backend {backend} does not support tiling or a "
                                    "region of interest yet; use 'auto' or 'eager'.")
+            from engine.fast import scoring_copy
             self._layouts = {}
-            if backend != "eager" and self.device.type == "cpu":
-                from engine.fast import nnpack_available, nnpack_copy
-                if nnpack_available():          # same networks, fast convolutions (~1e-6)
-                    self._layout_model = nnpack_copy(self.model)
-                    backend = "torch-fp32-nnpack"
-            if backend != "torch-fp32-nnpack":
-                backend = "eager"
-            self.backend = backend
+            if backend != "eager":              # same networks, fast convolutions (~1e-6)
+                self._layout_model = scoring_copy(self.model, self.device)
+            self.backend = "eager" if self._layout_model is self.model else "torch-fp32-nnpack"
             self._run_small = None
             return
         self.backend = auto_backend(self.device) if backend == "auto" else backend

@@ -90,28 +90,34 @@ class LayoutSettings:
         return out
 
 
+def _pixels(text: str) -> tuple[int, ...]:
+    """"1, 2.4,3" -> (1, 2, 3): numbers rounded to whole pixels; ValueError otherwise."""
+    return tuple(int(round(float(v))) for v in text.replace(" ", "").split(","))
+
+
 def parse_roi(text: str) -> tuple[int, int, int, int] | None:
-    """"x, y, w, h" -> tuple; empty -> None; anything else -> InspectError with the format."""
+    """"x, y, w, h" -> tuple; empty -> None; anything else -> InspectError with the format.
+    The one parser for the Learn screen and the command line's --roi."""
     text = text.strip()
     if not text:
         return None
     try:
-        roi = tuple(int(v) for v in text.replace(" ", "").split(","))
+        roi = _pixels(text)
     except ValueError:
         roi = ()
     if len(roi) != 4:
-        raise InspectError(f"Region of interest must be four whole numbers: x, y, width, height "
-                           f"(not {text!r}).")
+        raise InspectError(f"Region of interest takes four numbers: x, y, width, height "
+                           f"(four whole numbers, e.g. 0,0,640,480; not {text!r}).")
     return roi
 
 
 def parse_polygon(text: str) -> tuple[tuple[int, int], ...] | None:
-    """"x1,y1; x2,y2; x3,y3" -> points; empty -> None."""
+    """"x1,y1; x2,y2; x3,y3" -> points; empty -> None (Learn screen and --roi-polygon)."""
     text = text.strip()
     if not text:
         return None
     try:
-        pts = tuple(tuple(int(v) for v in p.split(",")) for p in text.replace(" ", "").split(";") if p)
+        pts = tuple(_pixels(p) for p in text.replace(" ", "").split(";") if p)
     except ValueError:
         pts = ()
     if len(pts) < 3 or any(len(p) != 2 for p in pts):

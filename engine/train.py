@@ -427,13 +427,17 @@ def _train(cfg, images, progress, should_stop, resume_path) -> TrainResult:
     model.eval()
     if layouts is None:
         m_st, m_ae = raw_holdout_maps(model, hold_x, device)
+        set_map_quantiles(model, m_st, m_ae, cfg.q_a, cfg.q_b)
+        hold_scores = _holdout_scores(model, hold_x, device)
     else:                   # every tile of every held-out frame: the scorer's fast convs
-        m_st, m_ae = _layout_holdout_maps(_scoring_copy(model, device), [layouts[i] for i in hold_idx],
-                                          [images[i] for i in hold_idx], device)
-    set_map_quantiles(model, m_st, m_ae, cfg.q_a, cfg.q_b)
-    hold_scores = (_holdout_scores(model, hold_x, device) if layouts is None else
-                   _layout_holdout_scores(_scoring_copy(model, device), [layouts[i] for i in hold_idx],
-                                          [images[i] for i in hold_idx], device))
+        from engine.fast import scoring_copy
+        fast = scoring_copy(model, device)
+        hold_layouts, hold_frames = [layouts[i] for i in hold_idx], [images[i] for i in hold_idx]
+        m_st, m_ae = _layout_holdout_maps(fast, hold_layouts, hold_frames, device)
+        set_map_quantiles(model, m_st, m_ae, cfg.q_a, cfg.q_b)
+        if fast is not model:
+            set_map_quantiles(fast, m_st, m_ae, cfg.q_a, cfg.q_b)
+        hold_scores = _layout_holdout_scores(fast, hold_layouts, hold_frames, device)
     threshold = default_threshold(hold_scores)
     model.cpu()
     meta = {
@@ -489,13 +493,6 @@ def _random_tile(scaled: torch.Tensor, s: int, gen: random.Random) -> torch.Tens
     h, w = scaled.shape[-2:]
     y, x = gen.randint(0, h - s), gen.randint(0, w - s)
     return scaled[:, y:y + s, x:x + s]
-
-
-def _scoring_copy(model: EfficientAD, device: torch.device) -> EfficientAD:
-    """The model as the CPU scorer runs it (NNPACK convolutions, same maps to ~1e-6), so that
-    held-out tiles cost what scoring costs; the model itself elsewhere."""
-    from engine.fast import nnpack_available, nnpack_copy
-    return nnpack_copy(model) if device.type == "cpu" and nnpack_available() else model
 
 
 @torch.no_grad()
