@@ -25,9 +25,13 @@ CPU_PATHS = ["eager", "torch-fp32", "torch-fp32-nnpack", "torch-bf16", "onnxrunt
 CUDA_PATHS = ["eager", "torch-fp32", "torch-fp32-graph", "torch-bf16", "torch-fp16-graph"]
 
 
-def real_test_images(limit: int | None) -> list[Path]:
-    """Test images of every MVTec-layout set under ../shared/data, spread over the sets."""
-    paths = sorted(SHARED.glob("*/*/test/*/*"))
+def real_test_images(limit: int | None, root: Path | None = None) -> list[Path]:
+    """Test images of every MVTec-layout set under ../shared/data (or of the category or
+    root folder `root`), spread over the sets."""
+    if root is None:
+        paths = sorted(SHARED.glob("*/*/test/*/*"))
+    else:
+        paths = sorted(root.glob("test/*/*")) or sorted(root.glob("*/test/*/*"))
     paths = [p for p in paths if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp")]
     if limit and len(paths) > limit:
         paths = [paths[i] for i in np.linspace(0, len(paths) - 1, limit).astype(int)]
@@ -69,6 +73,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--paths", help="comma-separated subset of paths")
     p.add_argument("--images", type=int, default=64, help="real test images for the accuracy check "
                    "(0 = every test image in ../shared/data)")
+    p.add_argument("--data", help="take the test images from this MVTec-layout category (or "
+                   "root) folder instead of every set under ../shared/data")
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
     try:
@@ -84,9 +90,10 @@ def _bench(a) -> int:
 
     if a.device == "cuda" and not torch.cuda.is_available():
         raise InspectError("--device cuda: no CUDA GPU here.")
-    paths = real_test_images(a.images or None)
+    root = Path(a.data) if a.data else None
+    paths = real_test_images(a.images or None, root)
     if not paths:
-        raise InspectError(f"No test images found under {SHARED}.")
+        raise InspectError(f"No test images (test/<kind>/*) found under {root or SHARED}.")
     frames = [load_rgb(p) for p in paths]
     if a.model:
         model, meta = load_checkpoint(a.model)

@@ -80,3 +80,24 @@ def test_eval_missing_mask_is_explained(tmp_path, capsys):
     next((base / "ground_truth" / "blob").iterdir()).unlink()
     assert main.main(["eval", "--data", str(tmp_path), "--category", "widget"] + TINY) == 2
     assert "mask" in capsys.readouterr().err
+
+
+def test_bench_score_on_a_category(good_dir, tmp_path, capsys):
+    """`bench score --model M --data CATEGORY`: every chosen path timed and compared with the
+    eager baseline on every test image of that category."""
+    model = tmp_path / "m.pt"
+    assert main.main(["train", "--good", str(good_dir), "--out", str(model)] + TINY) == 0
+    base = write_mvtec(tmp_path / "sets", "widget")
+    n_test = len(list(base.glob("test/*/*")))
+    capsys.readouterr()
+    assert main.main(["bench", "score", "--model", str(model), "--data", str(base), "--images", "0",
+                      "--iters", "2", "--paths", "eager,torch-fp32-nnpack", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["info"]["accuracy_images"] == n_test > 0
+    names = [p["name"] for p in res["paths"]]
+    assert names[0] == "eager" and res["paths"][0]["speedup"] == pytest.approx(1.0)
+    for p in res["paths"]:
+        assert p["verdict_changes"] == 0 and p["max_score_rel_diff"] < 1e-3
+    assert main.main(["bench", "score", "--model", str(model), "--data", str(tmp_path / "good"),
+                      "--iters", "1"]) == 2
+    assert "No test images" in capsys.readouterr().err
