@@ -16,7 +16,7 @@ def test_pipeline_bench_judges_frames_and_logs_every_verdict(tmp_path):
     assert r["errors"] == []
     # The source is paced at 20 frames/s: never faster; slower only when a loaded CI machine
     # starves its thread (the scoring thread competes for the 2 cores).
-    assert 5 <= r["camera_fps"] <= 22, r
+    assert 5 <= r["camera_fps"] <= 25, r
     assert r["verdicts"] > 0 and r["judged_fps"] > 0
     assert r["skipped_frames"] >= 0
     assert r["log_flushed"] and r["every_verdict_logged"], r
