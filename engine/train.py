@@ -434,9 +434,8 @@ def _train(cfg, images, progress, should_stop, resume_path) -> TrainResult:
         fast = scoring_copy(model, device)
         hold_layouts, hold_frames = [layouts[i] for i in hold_idx], [images[i] for i in hold_idx]
         m_st, m_ae = _layout_holdout_maps(fast, hold_layouts, hold_frames, device)
-        set_map_quantiles(model, m_st, m_ae, cfg.q_a, cfg.q_b)
-        if fast is not model:
-            set_map_quantiles(fast, m_st, m_ae, cfg.q_a, cfg.q_b)
+        for m in (model, fast):         # the copy scores with them too (may be model itself)
+            set_map_quantiles(m, m_st, m_ae, cfg.q_a, cfg.q_b)
         hold_scores = _layout_holdout_scores(fast, hold_layouts, hold_frames, device)
     threshold = default_threshold(hold_scores)
     model.cpu()
