@@ -5,6 +5,7 @@ scoring worker, the log writer and the GUI. Arrays are never written to after cr
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -36,12 +37,30 @@ class Decision(str, Enum):
     REVIEW = "REVIEW"
 
 
+def nonfinite_reason(score: float, threshold: float | None = None) -> str:
+    """Why a verdict cannot be trusted ("" when score and threshold are ordinary numbers)."""
+    def kind(v: float) -> str:
+        return "not a number (NaN)" if math.isnan(v) else "infinite"
+    if not math.isfinite(score):
+        return f"score is {kind(score)}: the model output is broken; learn good parts again"
+    if threshold is not None and not math.isfinite(threshold):
+        return f"threshold is {kind(threshold)}: set a threshold on the Threshold screen"
+    return ""
+
+
 def decide(score: float, threshold: float, review_below: float | None = None) -> Decision:
-    """FAIL at or above `threshold`; REVIEW in [review_below, threshold) when a band is set."""
+    """FAIL at or above `threshold`; REVIEW in [review_below, threshold) when a band is set.
+
+    A score or threshold that is not a finite number is a FAIL: NaN compares False with
+    everything, so the plain comparison would pass every part a broken model looks at.
+    Thresholds are checked where they enter (settings, model file, command line); this is
+    the last line of defence for the score itself."""
+    if not (math.isfinite(score) and math.isfinite(threshold)):
+        return Decision.FAIL
     if score >= threshold:
         return Decision.FAIL
-    if review_below is not None and score >= review_below:
-        return Decision.REVIEW
+    if review_below is not None and (score >= review_below or not math.isfinite(review_below)):
+        return Decision.REVIEW          # a broken band sends parts to a person, never to PASS
     return Decision.PASS
 
 
@@ -54,3 +73,11 @@ class Verdict:
     anomaly_map: np.ndarray | None = None   # H×W float32 at the frame's resolution
     model_id: str = ""
     latency_ms: float = 0.0
+    reason: str = ""                # why the decision is not the plain score comparison
+
+    def __post_init__(self) -> None:
+        # A non-finite score is a FAIL (decide) and says why, whoever built the verdict.
+        if not self.reason:
+            why = nonfinite_reason(self.score, self.threshold)
+            if why:
+                object.__setattr__(self, "reason", why)
