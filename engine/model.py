@@ -59,14 +59,56 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
+        """From a checkpoint's "config": every value's type and range checked first, so a
+        damaged or hand-edited file is one InspectError naming the field (unknown keys, from
+        a later app, are ignored), and never a huge network built from a wild number."""
+        if not isinstance(d, dict):
+            raise InspectError(f"the model settings are {type(d).__name__}, not a dict")
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
+        for key, check in _CONFIG_CHECKS.items():
+            if key in d and not check(d[key]):
+                raise InspectError(f"the model setting {key} is not valid ({_short(d[key])})")
         for key in ("roi", "frame_size"):
             if d.get(key) is not None:
-                d[key] = tuple(int(v) for v in d[key])
+                d[key] = tuple(d[key])
         if d.get("roi_polygon") is not None:
-            d["roi_polygon"] = tuple(tuple(int(v) for v in p) for p in d["roi_polygon"])
+            d["roi_polygon"] = tuple(tuple(p) for p in d["roi_polygon"])
         return cls(**d)
+
+
+def _whole(v, lo: int, hi: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _real(v, lo: float, hi: float) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v <= hi  # NaN: False
+
+
+def _points(v, n: int | None, lo: int) -> bool:
+    return (isinstance(v, (list, tuple)) and (n is None or len(v) == n)
+            and all(_whole(x, lo, 1 << 20) for x in v))
+
+
+def _short(v) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# Ranges wider than anything training writes, narrow enough that building the networks
+# stays cheap (the file's weights must still fit the config exactly).
+_CONFIG_CHECKS = {
+    "size": lambda v: v in ("small", "medium"),
+    "image_size": lambda v: _whole(v, 64, 2048),
+    "out_channels": lambda v: _whole(v, 1, 1024),
+    "tiling": lambda v: isinstance(v, bool),
+    "tile_scale": lambda v: _real(v, 1e-3, 4.0),
+    "tile_overlap": lambda v: _real(v, 0.0, 0.75),
+    "roi": lambda v: v is None or _points(v, 4, 0),
+    "roi_polygon": lambda v: v is None or (isinstance(v, (list, tuple)) and len(v) <= 10_000
+                                           and all(_points(p, 2, 0) for p in v)),
+    "frame_size": lambda v: v is None or _points(v, 2, 1),
+}
 
 
 def pdn(size: str, out_channels: int, padding: bool = False) -> nn.Sequential:
@@ -237,10 +279,14 @@ def save_checkpoint(model: EfficientAD, path: str | Path, meta: dict | None = No
     tmp.replace(path)
 
 
-def _read_torch_file(path: str | Path) -> object:
+def _read_torch_file(path: str | Path, what: str = "Model file") -> object:
+    """torch.load with weights_only=True: a hostile file can hold tensors and plain values
+    but never code. Anything it cannot read is one InspectError naming the file."""
     path = Path(path)
+    if not path.exists():
+        raise InspectError(f"{what} {path} does not exist; check the path.")
     if not path.is_file():
-        raise InspectError(f"Model file {path} does not exist.")
+        raise InspectError(f"{what} {path} is a folder, not a file; choose the file itself.")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:    # pickle of a whole module, truncated file, not a torch file...
@@ -250,7 +296,9 @@ def _read_torch_file(path: str | Path) -> object:
 
 
 def load_checkpoint(path: str | Path) -> tuple[EfficientAD, dict]:
-    """-> (model in eval mode on the CPU, meta). Clear errors for other formats/versions."""
+    """-> (model in eval mode on the CPU, meta). Every part of the file is checked before it
+    is used: format, version, config, weights (shapes, and all of them finite numbers: a
+    NaN weight would make every score NaN) and the threshold. Problems: one InspectError."""
     ckpt = _read_torch_file(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         hint = ""
@@ -258,17 +306,62 @@ def load_checkpoint(path: str | Path) -> tuple[EfficientAD, dict]:
             hint = " It looks like a teacher file: pass it with --teacher when training."
         raise InspectError(f"{path} is not an inspection model file.{hint}")
     version = ckpt.get("version")
-    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+    if isinstance(version, int) and not isinstance(version, bool) and version > CHECKPOINT_VERSION:
         raise InspectError(
             f"{path} was written by a newer version of this app (model format {version}, "
             f"this app reads up to {CHECKPOINT_VERSION}). Update the app to use it.")
-    model = EfficientAD(ModelConfig.from_dict(ckpt["config"]))
     try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as e:
-        raise InspectError(f"{path} is damaged: its weights do not fit its own config ({e}).") from e
+        if not _whole(version, 1, CHECKPOINT_VERSION):
+            raise InspectError(f"its format version is {_short(version)}")
+        if "config" not in ckpt:
+            raise InspectError("it has no model settings (config)")
+        model = EfficientAD(ModelConfig.from_dict(ckpt["config"]))
+        _load_weights(model, ckpt.get("state_dict"))
+        meta = _checked_meta(ckpt.get("meta", {}))
+    except InspectError as e:
+        raise InspectError(f"{path} is damaged: {e}. Learn good parts again, or use another "
+                           "model file.") from e
     model.eval()
-    return model, dict(ckpt.get("meta", {}))
+    return model, meta
+
+
+def _load_weights(model: EfficientAD, sd: object) -> None:
+    if not isinstance(sd, dict) or not sd:
+        raise InspectError("it holds no weights")
+    for key, value in sd.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise InspectError(f"its weights hold {_short(key)}, which is not a tensor")
+        if value.layout != torch.strided or not value.is_floating_point():
+            raise InspectError(f"its weight {key} is a {value.dtype} tensor, not real numbers")
+    try:
+        model.load_state_dict(sd)
+    except (RuntimeError, ValueError, TypeError) as e:
+        raise InspectError(f"its weights do not fit its own config ({str(e)[:300]})") from e
+    check_finite_model(model)
+
+
+def check_finite_model(model: EfficientAD) -> None:
+    """Weights and constants must be finite numbers, the teacher's std and the map scales
+    above zero (training guarantees both): otherwise every score is NaN or infinite."""
+    for name, t in model.state_dict().items():
+        if not bool(torch.isfinite(t).all()):
+            raise InspectError(f"{name} holds values that are not finite numbers (NaN or infinite)")
+    if not bool((model.teacher_std > 0).all()):
+        raise InspectError("teacher_std holds values at or below zero")
+    for a, b in (("q_st_a", "q_st_b"), ("q_ae_a", "q_ae_b")):
+        if not float(getattr(model, b)) > float(getattr(model, a)):
+            raise InspectError(f"its map scale {b} is not above {a}")
+
+
+def _checked_meta(meta: object) -> dict:
+    if not isinstance(meta, dict):
+        raise InspectError(f"its meta data is {type(meta).__name__}, not a dict")
+    thr = meta.get("threshold")
+    if thr is not None and not _real(thr, -1e30, 1e30):
+        raise InspectError(f"its threshold is {_short(thr)}, not a finite number")
+    if not isinstance(meta.get("model_id", ""), str):
+        raise InspectError(f"its model id is {_short(meta.get('model_id'))}, not text")
+    return dict(meta)
 
 
 # -- teacher files ----------------------------------------------------------------------
@@ -289,13 +382,15 @@ def _conv_order_key(name: str) -> tuple:
 def teacher_convs_from_state(sd: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Conv (weight, bias) pairs in network order from any known teacher key layout."""
     if "state_dict" in sd and isinstance(sd["state_dict"], dict):   # our checkpoint or a wrapper
-        inner = sd["state_dict"]
+        inner = {k: v for k, v in sd["state_dict"].items() if isinstance(k, str)}
         if any(k.startswith("teacher.") for k in inner):
             sd = {k[len("teacher."):]: v for k, v in inner.items() if k.startswith("teacher.")}
         else:
             sd = inner
     layers: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in sd.items():
+        if not isinstance(key, str):          # not a layer name of any known layout
+            continue
         k = key
         for p in _PREFIXES:
             if k.startswith(p):
@@ -310,9 +405,10 @@ def teacher_convs_from_state(sd: dict) -> list[tuple[torch.Tensor, torch.Tensor]
 
 
 def load_teacher_state(model_teacher: nn.Sequential, source: dict | str | Path) -> None:
-    """Copy a teacher file's conv weights into our PDN, checking every shape."""
+    """Copy a teacher file's conv weights into our PDN. Every layer is checked (shape, bias,
+    real finite numbers) before any is copied, so a bad file leaves the teacher untouched."""
     label = str(source) if not isinstance(source, dict) else "the teacher state"
-    sd = _read_torch_file(source) if not isinstance(source, dict) else source
+    sd = _read_torch_file(source, "Teacher file") if not isinstance(source, dict) else source
     if not isinstance(sd, dict):
         raise InspectError(f"{label} is not a teacher file (expected a state_dict).")
     convs = teacher_convs_from_state(sd)
@@ -321,12 +417,19 @@ def load_teacher_state(model_teacher: nn.Sequential, source: dict | str | Path) 
         raise InspectError(
             f"{label} has {len(convs)} convolution layers; a {len(ours)}-layer teacher is needed "
             f"({'small' if len(ours) == 4 else 'medium'}). Check --size matches the teacher file.")
+    for i, ((w, b), conv) in enumerate(zip(convs, ours)):
+        if tuple(w.shape) != tuple(conv.weight.shape):
+            raise InspectError(
+                f"{label}: layer {i + 1} has shape {tuple(w.shape)}, expected "
+                f"{tuple(conv.weight.shape)}. The file is for another PDN size or channel count.")
+        if b is None or tuple(b.shape) != tuple(conv.bias.shape):
+            raise InspectError(f"{label}: layer {i + 1} has no bias of {conv.bias.shape[0]} values; "
+                               "the file is damaged or not a PDN teacher. Use another teacher file.")
+        for t in (w, b):
+            if t.layout != torch.strided or not t.is_floating_point() or not bool(torch.isfinite(t).all()):
+                raise InspectError(f"{label}: layer {i + 1} holds values that are not finite real "
+                                   "numbers; the file is damaged. Use another teacher file.")
     with torch.no_grad():
-        for i, ((w, b), conv) in enumerate(zip(convs, ours)):
-            if tuple(w.shape) != tuple(conv.weight.shape):
-                raise InspectError(
-                    f"{label}: layer {i + 1} has shape {tuple(w.shape)}, expected "
-                    f"{tuple(conv.weight.shape)}. The file is for another PDN size or channel count.")
+        for (w, b), conv in zip(convs, ours):
             conv.weight.copy_(w.float())
-            if b is not None:
-                conv.bias.copy_(b.float())
+            conv.bias.copy_(b.float())

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 
 from engine.device import resolve_device
 from engine.errors import InspectError
-from engine.model import EfficientAD, load_checkpoint, map_to_image
+from engine.model import EfficientAD, check_finite_model, load_checkpoint, map_to_image
 from engine.preprocess import frame_to_tensor01, frames_to_tensor
 from engine.types import Decision, decide
 
@@ -54,11 +55,21 @@ class Scorer:
 
     def __init__(self, model: EfficientAD, meta: dict | None = None, device: str = "auto",
                  backend: str = "eager"):
+        # Checked before anything runs: a NaN weight or threshold would pass every part.
+        try:
+            check_finite_model(model)
+        except InspectError as e:
+            raise InspectError(f"This model is broken: {e}. Learn good parts again.") from None
+        self.meta = dict(meta or {})
+        threshold = self.meta.get("threshold", 0.5)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) \
+                or not math.isfinite(threshold):
+            raise InspectError(f"The model's threshold is {threshold!r}, not a finite number. "
+                               "Learn good parts again, or set a threshold on the Threshold screen.")
         self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
-        self.meta = dict(meta or {})
         self.image_size = model.config.image_size
-        self.threshold = float(self.meta.get("threshold", 0.5))
+        self.threshold = float(threshold)
         self.model_id = str(self.meta.get("model_id", ""))
         # ROI / tiling models run the model's own networks per frame (engine/layout.py; on the
         # CPU with NNPACK convolutions unless "eager" is asked for), with one layout per frame
