@@ -1,6 +1,7 @@
 """The app's settings: ONE validated model, saved as a JSON file with a schema version.
 
     s = load_settings(path)          # missing file -> defaults; bad file -> InspectError
+    s, problems = load_settings_repaired(path)   # the app: each bad field -> its default
     s = replace(s, device="cpu")     # frozen dataclasses: change by replacing
     s.validate()                     # raises InspectError naming the field and what to do
     save_settings(s, path)           # atomic write
@@ -8,12 +9,20 @@
 No Qt here: the GUI only edits these values. A file from an older schema is upgraded
 (missing fields take their defaults); a file from a newer app is refused with a clear
 message rather than silently dropping what this version does not know.
+
+A wrong value never stops the app: `load_settings_repaired` puts the default in place of
+each bad field (wrong type, NaN, a value its rules refuse, an unknown field) and returns one
+Problem per field, naming it; the app keeps the original file aside and tells the user.
+Only a file that cannot be used at all (unreadable, not JSON, not an object, a newer
+schema) falls back to defaults as a whole.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -25,6 +34,7 @@ TRIGGERS = ("free", "software", "Line0", "Line1", "Line1:rising", "Line1:falling
 DEVICES = ("auto", "cuda", "cpu")
 MODEL_SIZES = ("small", "medium")
 DEFAULT_PRODUCT = "demo part"
+PRODUCT_NAME = r"[\w .\-+()]{1,64}"  # what a product may be called
 # Training length an operator can wait for on a CPU. Measured on the 2-core dev PC while
 # other jobs kept it busy: ~4.6 s per step at 256 px with bf16, so 300 steps take about
 # 20 minutes there (less on a free CPU, seconds-per-hundred on a GPU). The paper's 70,000
@@ -145,11 +155,13 @@ class ProductSettings:
 
     def problems(self, name: str) -> list[str]:
         out = []
-        if self.threshold is not None and not self.threshold > 0:
-            out.append(f"Product {name!r}: the threshold must be above 0, not {self.threshold}.")
+        # Finite too: an infinite threshold (or NaN) would pass every part.
+        if self.threshold is not None and not (self.threshold > 0 and math.isfinite(self.threshold)):
+            out.append(f"Product {name!r}: the threshold must be a finite number above 0, "
+                       f"not {self.threshold}.")
         if self.review_below is not None:
-            if not self.review_below > 0:
-                out.append(f"Product {name!r}: the review level must be above 0.")
+            if not (self.review_below > 0 and math.isfinite(self.review_below)):
+                out.append(f"Product {name!r}: the review level must be a finite number above 0.")
             elif self.threshold is not None and self.review_below >= self.threshold:
                 out.append(f"Product {name!r}: the review level ({self.review_below:.4g}) must be "
                            f"below the fail threshold ({self.threshold:.4g}).")
@@ -194,7 +206,7 @@ class Settings:
         for name, p in self.products.items():
             if not name.strip():
                 out.append("A product name must not be empty.")
-            elif not re.fullmatch(r"[\w .\-+()]{1,64}", name):
+            elif not re.fullmatch(PRODUCT_NAME, name):
                 out.append(f"Product name {name!r} may only use letters, digits, spaces and . - + ( ) _.")
             out += p.problems(name)
         if self.current_product not in self.products:
@@ -233,50 +245,196 @@ def settings_to_dict(s: Settings) -> dict:
     return d
 
 
-def _build(cls, d: dict, where: str):
-    """Dataclass from a dict: unknown keys refused by name, missing keys take defaults."""
-    if not isinstance(d, dict):
-        raise InspectError(f"Settings: {where} must be a JSON object.")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise InspectError(f"Settings: unknown field(s) {', '.join(unknown)} in {where}; "
-                           "remove them or use the app version that wrote this file.")
+# What each field of the file must be. JSON has no types of its own, so '"fps": "fast"',
+# 'NaN' (Python's json reads it) or '"products": [...]' are caught here with a sentence
+# naming the field, before any rule compares them.
+_KINDS: dict[type, dict[str, str]] = {
+    CameraSettings: {"source": "text", "producer_file": "text", "device": "text", "path": "text",
+                     "fps": "number", "exposure_us": "number?", "gain_db": "number?",
+                     "trigger": "text"},
+    LayoutSettings: {"tiling": "bool", "tile_scale": "number", "roi": "roi",
+                     "roi_polygon": "polygon"},
+    StorageSettings: {"folder": "text", "database_url": "text"},
+    ProductSettings: {"model_file": "text", "threshold": "number?", "review_below": "number?"},
+    Settings: {"schema_version": "whole", "station": "text", "operator": "text",
+               "device": "text", "model_size": "text", "image_size": "whole",
+               "training_steps": "whole", "good_frames": "whole", "teacher": "text",
+               "penalty": "text", "current_product": "text"},
+}
+_SECTIONS = ("camera", "storage", "layout", "products")
+_KIND_WORDS = {"text": "text", "number": "a finite number", "number?": "a finite number or null",
+               "whole": "a whole number", "bool": "true or false",
+               "roi": "null or a list of numbers x, y, width, height",
+               "polygon": "null or a list of points [x, y]"}
+
+
+def _finite(v) -> bool:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
     try:
-        return cls(**d)
-    except TypeError as e:
-        raise InspectError(f"Settings: {where} is not valid ({e}).") from e
+        return math.isfinite(float(v))
+    except OverflowError:                 # an integer beyond any float
+        return False
 
 
-def settings_from_dict(d: dict) -> Settings:
+def _kind_ok(kind: str, v) -> bool:
+    if kind == "text":
+        return isinstance(v, str)
+    if kind == "number":
+        return _finite(v)
+    if kind == "number?":
+        return v is None or _finite(v)
+    if kind == "whole":
+        return isinstance(v, int) and not isinstance(v, bool)
+    if kind == "bool":
+        return isinstance(v, bool)
+    if kind == "roi":
+        return v is None or isinstance(v, (list, tuple)) and len(v) <= 16 and all(map(_finite, v))
+    return v is None or isinstance(v, (list, tuple)) and len(v) <= 100_000 and all(
+        isinstance(p, (list, tuple)) and len(p) <= 16 and all(map(_finite, p)) for p in v)
+
+
+def _short(v) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a settings file, and what the app does about it."""
+    text: str                        # what is wrong, naming the field
+    fallback: str                    # what was used instead
+
+    def __str__(self) -> str:
+        return f"{self.text} {self.fallback}"
+
+
+def _section(cls, raw, where: str, out: list[Problem], problems_of=None):
+    """A dataclass from one JSON object: each field of the wrong type, each unknown field
+    and (with `problems_of`, the section's rules) each value the rules refuse is reported
+    and takes its default; the rest is kept."""
+    default = cls()
+    if raw is None:
+        return default
+    if not isinstance(raw, dict):
+        out.append(Problem(f"Settings: {where} must be a JSON object, not {_short(raw)}.",
+                           f"Using the defaults for {where}."))
+        return default
+    unknown = sorted(str(k) for k in set(raw) - set(_KINDS[cls]))
+    if unknown:
+        out.append(Problem(f"Settings: unknown field(s) {', '.join(unknown)} in {where}; remove "
+                           "them or use the app version that wrote this file.", "They are ignored."))
+    good = {}
+    for name, kind in _KINDS[cls].items():
+        if name not in raw:
+            continue
+        v = raw[name]
+        if not _kind_ok(kind, v):
+            out.append(Problem(f"Settings: {_path(where, name)} must be {_KIND_WORDS[kind]}, "
+                               f"not {_short(v)}.", _using(getattr(default, name))))
+            continue
+        if kind == "roi" and v is not None:
+            v = tuple(v)
+        elif kind == "polygon" and v is not None:
+            v = tuple(tuple(p) for p in v)
+        good[name] = v
+    obj = cls(**good)
+    return obj if problems_of is None else _repair(obj, problems_of, where, out)
+
+
+def _path(where: str, name: str) -> str:
+    return name if where == "settings" else f"{where}: {name}"
+
+
+def _using(default) -> str:
+    return "It is left unset (the default)." if default is None else \
+        f"Using the default, {_short(default)}."
+
+
+def _repair(obj, problems_of, where: str, out: list[Problem], skip=()):
+    """Reset one field at a time to its default, last field first (later fields depend on
+    earlier ones: the review level on the threshold), while that removes a problem."""
+    default = type(obj)()
+    now = problems_of(obj)
+    while now:
+        for f in reversed(fields(obj)):
+            value = getattr(default, f.name)
+            if f.name in skip or getattr(obj, f.name) == value:
+                continue
+            candidate = replace(obj, **{f.name: value})
+            left = problems_of(candidate)
+            if len(left) < len(now):
+                gone = [p for p in now if p not in left] or now[:1]
+                out.append(Problem(f"Settings: {' '.join(gone)}", _using(value)))
+                obj, now = candidate, left
+                break
+        else:                             # no single field explains it: the whole section
+            out.append(Problem(f"Settings: {' '.join(now)}", f"Using the defaults for {where}."))
+            return default
+    return obj
+
+
+def _products(raw, out: list[Problem]) -> dict[str, ProductSettings]:
+    default = Settings().products
+    if raw is None:
+        return default
+    if not isinstance(raw, dict):
+        out.append(Problem("Settings: products must be a JSON object of product name -> "
+                           f"settings, not {_short(raw)}.", "Using the default product list."))
+        return default
+    products = {}
+    for name, value in raw.items():
+        if not isinstance(name, str) or not name.strip() or not re.fullmatch(PRODUCT_NAME, name):
+            out.append(Problem(f"Settings: product name {_short(name)} is not valid (letters, "
+                               "digits, spaces and . - + ( ) _, at most 64).",
+                               "That product is left out."))
+            continue
+        products[name] = _section(ProductSettings, value, f"product {name!r}", out,
+                                  lambda o, name=name: o.problems(name))
+    if not products:
+        out.append(Problem("Settings: there must be at least one product.",
+                           "Using the default product list."))
+        return default
+    return products
+
+
+def settings_with_problems(d) -> tuple[Settings, list[Problem]]:
+    """Settings from a JSON value, every bad field replaced by its default and named in one
+    Problem each. Only what makes the whole file unusable raises InspectError: not an
+    object, a schema_version that is not a whole number, or a newer schema."""
     if not isinstance(d, dict):
         raise InspectError("The settings file must hold a JSON object.")
     d = dict(d)
     version = d.get("schema_version", 0)
-    if not isinstance(version, int):
-        raise InspectError(f"Settings: schema_version must be a whole number, not {version!r}.")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise InspectError(f"Settings: schema_version must be a whole number, not {_short(version)}.")
     if version > SCHEMA_VERSION:
         raise InspectError(
             f"The settings file was written by a newer version of this app (settings version "
             f"{version}; this app reads up to {SCHEMA_VERSION}). Update the app, or delete or "
             "rename the file to start from defaults.")
     d = _upgrade(d, version)
-    cam = dict(d.pop("camera", {}) or {})
-    lay = dict(d.pop("layout", {}) or {})
-    try:
-        if lay.get("roi") is not None:
-            lay["roi"] = tuple(lay["roi"])
-        if lay.get("roi_polygon") is not None:
-            lay["roi_polygon"] = tuple(tuple(p) for p in lay["roi_polygon"])
-    except TypeError:
-        raise InspectError("Settings: the region of interest must be lists of numbers.") from None
-    products = {str(k): _build(ProductSettings, v, f"product {k!r}")
-                for k, v in (d.pop("products", None) or {}).items()} or None
-    s = _build(Settings, {**d, "camera": _build(CameraSettings, cam, "camera"),
-                          "layout": _build(LayoutSettings, lay, "layout"),
-                          "storage": _build(StorageSettings, d.pop("storage", {}) or {}, "storage"),
-                          **({"products": products} if products else {})}, "settings")
-    _check_types(s)
+    out: list[Problem] = []
+    sections = {name: _section(cls, d.pop(name, None), name, out, cls.problems)
+                for name, cls in (("camera", CameraSettings), ("storage", StorageSettings),
+                                  ("layout", LayoutSettings))}
+    sections["products"] = _products(d.pop("products", None), out)
+    top = _section(Settings, {k: v for k, v in d.items() if k not in _SECTIONS}, "settings", out)
+    s = replace(top, **sections)
+    if s.current_product not in s.products:
+        first = sorted(s.products)[0]
+        out.append(Problem(f"Settings: the current product {_short(s.current_product)} is not in "
+                           "the product list.", f"Using {first!r}."))
+        s = replace(s, current_product=first)
+    s = _repair(s, lambda o: o.problems(), "settings", out, skip=_SECTIONS + ("current_product",))
+    return s, out
+
+
+def settings_from_dict(d) -> Settings:
+    """Strict: the first problem of the file is an InspectError (the command line, tests)."""
+    s, problems = settings_with_problems(d)
+    if problems:
+        raise InspectError(" ".join(p.text for p in problems))
     return s.validate()
 
 
@@ -290,52 +448,62 @@ def _upgrade(d: dict, version: int) -> dict:
             cam = dict(cam)
             roi = cam.pop("roi")
             d["camera"] = cam
-            d["layout"] = {**(d.get("layout") or {}), "roi": roi}
+            layout = d.get("layout")
+            d["layout"] = {**(layout if isinstance(layout, dict) else {}), "roi": roi}
     d["schema_version"] = SCHEMA_VERSION
     return d
 
 
-def _check_types(s: Settings) -> None:
-    """JSON has no types of its own: catch '"steps": "many"' with a sentence, not a crash."""
-    def num(v, name, optional=False):
-        if v is None and optional:
-            return
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise InspectError(f"Settings: {name} must be a number, not {v!r}.")
-    for name in ("image_size", "training_steps", "good_frames"):
-        v = getattr(s, name)
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise InspectError(f"Settings: {name} must be a whole number, not {v!r}.")
-    num(s.camera.fps, "camera fps")
-    num(s.camera.exposure_us, "camera exposure", True)
-    num(s.camera.gain_db, "camera gain", True)
-    num(s.layout.tile_scale, "layout tile scale")
-    if not isinstance(s.layout.tiling, bool):
-        raise InspectError(f"Settings: layout tiling must be true or false, not {s.layout.tiling!r}.")
-    for pname, p in s.products.items():
-        num(p.threshold, f"product {pname!r} threshold", True)
-        num(p.review_below, f"product {pname!r} review level", True)
-        if not isinstance(p.model_file, str):
-            raise InspectError(f"Settings: product {pname!r} model_file must be a path.")
-    for name in ("station", "operator", "device", "model_size", "teacher", "penalty", "current_product"):
-        if not isinstance(getattr(s, name), str):
-            raise InspectError(f"Settings: {name} must be text.")
+def _read_json(path: Path):
+    """The file's JSON value, or None when there is no file; InspectError when unreadable."""
+    if not path.exists():
+        return None
+    if not path.is_file():
+        raise InspectError(f"The settings file {path} is a folder, not a file. Move it away to "
+                           "start from defaults.")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        # ValueError: broken JSON, and numbers too long to read; RecursionError: [[[[...]]]]
+        raise InspectError(f"The settings file {path} cannot be read ({str(e)[:200]}). Fix it, or "
+                           "delete or rename it to start from defaults.") from e
 
 
 def load_settings(path: str | Path) -> Settings:
     """Missing file: defaults. Unreadable or invalid: InspectError saying what and where."""
     path = Path(path)
-    if not path.is_file():
+    d = _read_json(path)
+    if d is None:
         return Settings()
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InspectError(f"The settings file {path} cannot be read ({e}). Fix it, or delete or "
-                           "rename it to start from defaults.") from e
     try:
         return settings_from_dict(d)
     except InspectError as e:
         raise InspectError(f"{e} (file: {path})") from e
+
+
+def load_settings_repaired(path: str | Path) -> tuple[Settings, list[Problem]]:
+    """What the app starts with: missing file -> defaults; each bad field -> its default and
+    one Problem naming it. InspectError only when the file cannot be used at all (not
+    readable, not JSON, not an object, a newer schema): the caller then starts on defaults."""
+    path = Path(path)
+    d = _read_json(path)
+    if d is None:
+        return Settings(), []
+    return settings_with_problems(d)
+
+
+def keep_aside(path: str | Path) -> Path:
+    """Rename a settings file the app cannot use to settings.invalid-TIME[-N].json beside it
+    (a new name each time: an earlier kept file is never overwritten) and return that name."""
+    path = Path(path)
+    stamp = int(time.time())
+    bad = path.with_name(f"{path.stem}.invalid-{stamp}.json")
+    n = 1
+    while bad.exists():
+        n += 1
+        bad = path.with_name(f"{path.stem}.invalid-{stamp}-{n}.json")
+    path.replace(bad)
+    return bad
 
 
 def save_settings(s: Settings, path: str | Path) -> None:
