@@ -7,7 +7,9 @@ train(cfg, images, progress, should_stop) -> TrainResult
                 + L_AE (A vs T on a colour-jittered image) + L_STAE (S's 2nd half vs A)
      Adam lr 1e-4, wd 1e-5, lr ×0.1 at 95% of the steps
   4. q_a=0.9 / q_b=0.995 quantiles of M_ST and M_AE on the held-out images
-  5. default threshold from the held-out image scores (see `default_threshold`)
+  5. default threshold aimed at a false-reject rate, from the held-out image scores
+     (engine/calibration.py), and checked against synthetic defects pasted into the
+     held-out parts (engine/synthetic.py)
 A resume file is written every `checkpoint_every` steps and on cancel; a killed run resumes.
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
 
+from engine.calibration import DEFAULT_TARGET_FRR, ThresholdEstimate, estimate_threshold
 from engine.data import list_images, load_images
 from engine.device import resolve_device
 from engine.errors import InspectError
@@ -35,6 +38,7 @@ from engine.preprocess import frame_to_tensor01, frames_to_tensor
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 MIN_GOOD_IMAGES = 5
 RESUME_FORMAT = "inspect-line/efficientad-resume"
+MIN_TRAIN_SIDE = 32                   # pixels: a PDN feature sees 33×33, one-pixel borders aside
 
 Progress = Callable[[float, str], None]
 ShouldStop = Callable[[], bool]
@@ -64,12 +68,18 @@ class TrainConfig:
     # AMX: about 2x faster here), fp32 elsewhere. Weights, optimizer and losses stay fp32.
     precision: str = "auto"             # "auto" | "fp32" | "bf16"
     checkpoint_every: int = 500         # steps between resume files
+    # The default threshold aims at this share of good parts rejected (engine/calibration.py).
+    target_frr: float = DEFAULT_TARGET_FRR
+    synthetic_per_kind: int = 16        # synthetic defects of each kind for the check (0: none)
 
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise InspectError(f"Training needs at least 1 step, not {self.steps}.")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise InspectError(f"Precision must be auto, fp32 or bf16, not {self.precision!r}.")
+        if not 0.0 < self.target_frr < 0.5:
+            raise InspectError(f"The target false-reject rate must be between 0 and 0.5 (e.g. "
+                               f"0.01 for 1%), not {self.target_frr}.")
         if not 0.0 < self.holdout_fraction < 0.5:
             raise InspectError("The held-out fraction of good images must be between 0 and 0.5.")
 
@@ -88,22 +98,9 @@ def default_penalty_dir() -> Path:
     return RESOURCES / "penalty"
 
 
-def default_threshold(holdout_scores: np.ndarray) -> float:
-    """The documented rule, on the held-out good image scores:
-
-        base      = max(99th percentile, median + 4·σ̂),   σ̂ = 1.4826·MAD (robust std)
-        threshold = base + max(0.2·|base|, 0.02)
-
-    The robust spread keeps one odd good image from dragging the threshold around. The
-    margin (20%, at least 0.02 = a fifth of the q_b level of 0.1) is there because the held-out
-    images also set the map normalisation, so their scores run a little lower than those of
-    good parts the model has never seen.
-    """
-    s = np.asarray(holdout_scores, dtype=np.float64)
-    med = float(np.median(s))
-    sigma = 1.4826 * float(np.median(np.abs(s - med)))
-    base = float(max(np.quantile(s, 0.99), med + 4.0 * sigma))
-    return base + max(0.2 * abs(base), 0.02)
+def default_threshold(holdout_scores: np.ndarray, target_frr: float = DEFAULT_TARGET_FRR) -> float:
+    """The threshold aimed at `target_frr` of good parts (see engine/calibration.py)."""
+    return estimate_threshold(holdout_scores, target_frr).threshold
 
 
 def quantile(values: np.ndarray | torch.Tensor, q: float) -> float:
@@ -272,24 +269,217 @@ def _save_resume(path: Path, step: int, model, opt, sched, gen, cfg, fingerprint
         "torch_rng": torch.get_rng_state(), "py_rng": gen.getstate(), "losses": losses,
     }
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    try:
+        torch.save(state, tmp)
+        tmp.replace(path)
+    except OSError as e:                      # disk full, folder removed or read-only
+        raise InspectError(f"Cannot write the resume file {path} ({e.strerror or e}); free disk "
+                           "space or train to a folder that can be written.") from e
+
+
+# -- reading a resume file: anything on disk may be garbage (truncated, bit-flipped, another
+# program's file); every problem becomes one InspectError before the first training step.
+_PLAIN = (str, int, float, bool, type(None))
+_RESUME_TYPES = {"step": int, "config": dict, "fingerprint": str, "student": dict,
+                 "autoencoder": dict, "teacher": dict, "teacher_mean": torch.Tensor,
+                 "teacher_std": torch.Tensor, "optimizer": dict, "scheduler": dict,
+                 "torch_rng": torch.Tensor, "py_rng": tuple, "losses": list}
+
+
+def _resume_error(path: Path, problem: str) -> InspectError:
+    return InspectError(f"{path} is not a resume file this app can use ({problem}); delete it "
+                        "to start training afresh, or choose another output file.")
+
+
+def _is_plain(value) -> bool:
+    """Only str/number/None in (nested) lists, tuples and dicts: safe to compare with ==."""
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return isinstance(value, _PLAIN)
+
+
+def _outline_problem(state) -> str | None:
+    """What is wrong with the top level of a loaded resume dict, or None."""
+    if not isinstance(state, dict):
+        return f"it holds a {type(state).__name__}, not a resume dict"
+    if not isinstance(state.get("format"), str) or state["format"] != RESUME_FORMAT:
+        return "it is not a resume file of this app"
+    for key, kind in _RESUME_TYPES.items():
+        if key not in state:
+            return f"'{key}' is missing"
+        if not isinstance(state[key], kind) or (kind is int and isinstance(state[key], bool)):
+            return f"'{key}' is a {type(state[key]).__name__}, not a {kind.__name__}"
+    if not _is_plain(state["config"]):
+        return "its training settings are not plain values"
+    losses = state["losses"]
+    if not all(isinstance(row, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                             for v in row) for row in losses):
+        return "its loss history is not rows of numbers"
+    return None
+
+
+def read_resume(path: Path, cfg: TrainConfig, fingerprint: str) -> dict:
+    """The resume file of this run (these settings, these images), checked at its top level;
+    InspectError for anything else. Loaded with weights_only: a file never runs code."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:    # torch raises many kinds for garbage (pickle, zip, EOF, unicode...)
+        raise _resume_error(path, f"it cannot be read: {type(e).__name__}: {str(e)[:160]}") from e
+    return check_resume(path, state, cfg, fingerprint)
+
+
+def check_resume(path: Path, state, cfg: TrainConfig, fingerprint: str) -> dict:
+    """`state` (loaded from `path`) if it is a resume dict of this run, else InspectError."""
+    problem = _outline_problem(state)
+    if problem:
+        raise _resume_error(path, problem)
+    if _comparable(state["config"]) != _comparable(cfg) or state["fingerprint"] != fingerprint:
+        raise InspectError(
+            f"{path} belongs to a training run with other settings or images; delete "
+            "it to start afresh.")
+    if not 0 <= state["step"] < cfg.steps:
+        raise _resume_error(path, f"step {state['step']} is outside 0..{cfg.steps - 1}")
+    return state
+
+
+def _tensors_problem(name: str, got: dict, want: dict) -> str | None:
+    """`got` must hold exactly `want`'s tensors, same shapes and dtypes, all finite."""
+    if set(got) != set(want):
+        return f"'{name}' holds other weights than this model's"
+    for key, ref in want.items():
+        t = got[key]
+        if not isinstance(t, torch.Tensor) or t.layout != torch.strided or t.shape != ref.shape \
+                or t.dtype != ref.dtype:
+            return f"'{name}.{key}' has the wrong type or shape"
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return f"'{name}.{key}' holds values that are not finite"
+    return None
+
+
+def _same_settings(got, want: dict, free: tuple[str, ...] = ()) -> bool:
+    """`got` has `want`'s keys, plain values of the same types, equal except the `free` keys
+    (which change while training: the learning rate after its drop, the step counters)."""
+    return (isinstance(got, dict) and set(got) == set(want)
+            and all(_is_plain(got[k]) and type(got[k]) is type(v) and (k in free or got[k] == v)
+                    for k, v in want.items()))
+
+
+def _optimizer_problem(got: dict, opt: torch.optim.Optimizer, step: int) -> str | None:
+    """Adam's saved state against this optimizer: same groups and settings, moments shaped
+    like the parameters (a wrong shape would only fail inside the first step, a negative
+    second moment or step count would turn the loss into NaN)."""
+    want = opt.state_dict()
+    groups, state = got.get("param_groups"), got.get("state")
+    if not isinstance(groups, list) or not isinstance(state, dict) or len(groups) != len(want["param_groups"]):
+        return "'optimizer' is not this optimizer's state"
+    for g, w in zip(groups, want["param_groups"]):
+        if not _same_settings(g, w, free=("lr",)) or not 0 < g["lr"] < math.inf:
+            return "'optimizer' has other parameter groups or settings"
+    params = [p for group in opt.param_groups for p in group["params"]]
+    for pid, entry in state.items():
+        if not isinstance(pid, int) or not 0 <= pid < len(params) or not isinstance(entry, dict) \
+                or set(entry) != {"step", "exp_avg", "exp_avg_sq"}:
+            return "'optimizer' holds state for unknown parameters"
+        ref = params[pid]
+        ref_state = {"step": torch.zeros(()), "exp_avg": ref, "exp_avg_sq": ref}   # shape, dtype
+        problem = _tensors_problem(f"optimizer.{pid}", entry, ref_state)
+        if problem:
+            return problem
+        if float(entry["step"]) != step or not bool((entry["exp_avg_sq"] >= 0).all()):
+            return f"'optimizer.{pid}' does not fit step {step}"
+    return None
+
+
+def _scheduler_problem(got: dict, sched, step: int) -> str | None:
+    if not _same_settings(got, sched.state_dict(), free=("last_epoch", "_step_count", "_last_lr")) \
+            or got["last_epoch"] != step:
+        return "'scheduler' is not this scheduler's state"
+    return None
+
+
+def _rng_problem(torch_rng: torch.Tensor, py_rng: tuple) -> str | None:
+    """Both generator states tried on throwaway generators (torch's own state put back):
+    their validity rules are the generators' business, not ours to copy."""
+    ref = torch.get_rng_state()
+    if torch_rng.shape != ref.shape or torch_rng.dtype != ref.dtype:
+        return "'torch_rng' is not a random generator state"
+    try:
+        torch.set_rng_state(torch_rng)
+    except RuntimeError:
+        return "'torch_rng' is not a random generator state"
+    finally:
+        torch.set_rng_state(ref)
+    try:
+        random.Random().setstate(py_rng)
+    except (TypeError, ValueError, OverflowError):
+        return "'py_rng' is not a random generator state"
+    if not (py_rng[-1] is None or isinstance(py_rng[-1], float)):   # setstate lets any gauss_next in
+        return "'py_rng' is not a random generator state"
+    return None
+
+
+def make_optimizer(model: EfficientAD, cfg: TrainConfig):
+    """-> (Adam over S and A, lr ×0.1 at lr_drop_at of the steps): what a resume file restores."""
+    opt = torch.optim.Adam(list(model.student.parameters()) + list(model.autoencoder.parameters()),
+                           lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, int(cfg.lr_drop_at * cfg.steps)),
+                                            gamma=0.1)
+    return opt, sched
+
+
+def restore_resume(path: Path, state: dict, model: EfficientAD, opt, sched, gen: random.Random
+                   ) -> tuple[int, list]:
+    """Check `state` (from read_resume) against this model and optimizer, then load it into
+    them -> (step, losses). Everything is checked before anything is loaded."""
+    problem = (_tensors_problem("student", state["student"], model.student.state_dict())
+               or _tensors_problem("autoencoder", state["autoencoder"], model.autoencoder.state_dict())
+               or _tensors_problem("teacher", state["teacher"], model.teacher.state_dict())
+               or _tensors_problem("teacher statistics", {"mean": state["teacher_mean"], "std": state["teacher_std"]},
+                                   {"mean": model.teacher_mean, "std": model.teacher_std})
+               or _optimizer_problem(state["optimizer"], opt, state["step"])
+               or _scheduler_problem(state["scheduler"], sched, state["step"])
+               or _rng_problem(state["torch_rng"], state["py_rng"]))
+    if not problem and not bool((state["teacher_std"] > 0).all()):
+        problem = "'teacher_std' is not positive"
+    if problem:
+        raise _resume_error(path, problem)
+    try:
+        model.student.load_state_dict(state["student"])
+        model.autoencoder.load_state_dict(state["autoencoder"])
+        model.teacher.load_state_dict(state["teacher"])
+        model.teacher_mean.copy_(state["teacher_mean"])
+        model.teacher_std.copy_(state["teacher_std"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        gen.setstate(state["py_rng"])
+    except (RuntimeError, ValueError, TypeError, KeyError, IndexError, OverflowError) as e:
+        # the checks above should leave nothing for these; should one slip through, the
+        # user still gets the sentence (and the cause is chained for a bug report)
+        raise _resume_error(path, f"{type(e).__name__}: {str(e)[:160]}") from e
+    return state["step"], list(state["losses"])
 
 
 def _comparable(cfg: TrainConfig | dict) -> dict:
     """A config as a dict without what may change between a run and its resume."""
     d = dict(asdict(cfg) if isinstance(cfg, TrainConfig) else cfg)
-    for k in ("device", "checkpoint_every"):
+    for k in ("device", "checkpoint_every", "target_frr", "synthetic_per_kind"):   # calibration only
         d.pop(k, None)
     return d
 
 
 def train(cfg: TrainConfig, images: list[np.ndarray], progress: Progress = lambda f, m: None,
-          should_stop: ShouldStop = lambda: False, resume_path: str | Path | None = None
-          ) -> TrainResult:
-    """Learn good parts. `images` are H×W×3 uint8 RGB good images (any sizes)."""
+          should_stop: ShouldStop = lambda: False, resume_path: str | Path | None = None,
+          names: list[str] | None = None) -> TrainResult:
+    """Learn good parts. `images` are H×W×3 uint8 RGB good images (any sizes); `names`
+    (e.g. their files), when given, name an image the user must fix in error messages."""
+    if names is not None and len(names) != len(images):
+        raise ValueError(f"{len(names)} names for {len(images)} images")
     try:
-        return _train(cfg, images, progress, should_stop, Path(resume_path) if resume_path else None)
+        return _train(cfg, images, progress, should_stop, Path(resume_path) if resume_path else None,
+                      names)
     except torch.OutOfMemoryError as e:
         raise InspectError(
             f"Training ran out of memory on {cfg.device} ({str(e).splitlines()[0][:120]}). Use a "
@@ -299,18 +489,27 @@ def train(cfg: TrainConfig, images: list[np.ndarray], progress: Progress = lambd
                            "smaller model input size.") from e
 
 
-def _train(cfg, images, progress, should_stop, resume_path) -> TrainResult:
-    started = time.time()
+def _check_images(images: list[np.ndarray], names: list[str] | None) -> None:
     if len(images) < MIN_GOOD_IMAGES:
         raise InspectError(
             f"Learning needs at least {MIN_GOOD_IMAGES} good images (10% are held out to set the "
             f"threshold); got {len(images)}. Capture or import more good parts.")
     for i, im in enumerate(images):
-        if im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3:
-            raise InspectError(f"Good image {i} is not H×W×3 uint8 RGB ({im.dtype}, {im.shape}).")
-        if min(im.shape[:2]) < 32:
-            raise InspectError(f"Good image {i} is only {im.shape[1]}×{im.shape[0]} pixels; "
-                               "at least 32×32 is needed.")
+        name = f"Good image {names[i]}" if names else f"Good image {i}"
+        if not isinstance(im, np.ndarray) or im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3:
+            raise InspectError(f"{name} is not H×W×3 uint8 RGB ({getattr(im, 'dtype', type(im))}, "
+                               f"{getattr(im, 'shape', '?')}).")
+        if min(im.shape[:2]) < MIN_TRAIN_SIDE:
+            raise InspectError(f"{name} is only {im.shape[1]}×{im.shape[0]} pixels; at least "
+                               f"{MIN_TRAIN_SIDE}×{MIN_TRAIN_SIDE} is needed: remove it or use a larger picture.")
+
+
+def _train(cfg, images, progress, should_stop, resume_path, names=None) -> TrainResult:
+    started = time.time()
+    _check_images(images, names)
+    if resume_path is not None and resume_path.exists() and not resume_path.is_file():
+        raise InspectError(f"The resume file {resume_path} is a folder; move it away or choose "
+                           "another output file.")
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     gen = random.Random(cfg.seed)
@@ -318,6 +517,10 @@ def _train(cfg, images, progress, should_stop, resume_path) -> TrainResult:
     layouts = None                            # per image, with tiling or an ROI
     if cfg.model.uses_layout:
         cfg, layouts = _with_layout(cfg, images)
+    fingerprint = _fingerprint(images)
+    # Read and check the resume file first: a bad one is refused before the slow setup.
+    resumed = resume_path is not None and resume_path.is_file()
+    state = read_resume(resume_path, cfg, fingerprint) if resumed else None
 
     model = EfficientAD(cfg.model)
     teacher_source = _setup_teacher(model, cfg, progress)
@@ -333,30 +536,11 @@ def _train(cfg, images, progress, should_stop, resume_path) -> TrainResult:
     model.to(device).to(memory_format=torch.channels_last)
     bf16 = use_bf16(cfg.precision, device)
 
-    fingerprint = _fingerprint(images)
-    opt = torch.optim.Adam(list(model.student.parameters()) + list(model.autoencoder.parameters()),
-                           lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, int(cfg.lr_drop_at * cfg.steps)),
-                                            gamma=0.1)
+    opt, sched = make_optimizer(model, cfg)
     start_step, losses = 0, []
-    resumed = resume_path is not None and resume_path.is_file()
-    if resumed:
-        state = torch.load(resume_path, map_location="cpu", weights_only=False)
-        if state.get("format") != RESUME_FORMAT or _comparable(state["config"]) != _comparable(cfg) \
-                or state["fingerprint"] != fingerprint:
-            raise InspectError(
-                f"{resume_path} belongs to a training run with other settings or images; delete "
-                "it to start afresh.")
-        model.student.load_state_dict(state["student"])
-        model.autoencoder.load_state_dict(state["autoencoder"])
-        model.teacher.load_state_dict(state["teacher"])
-        model.teacher_mean.copy_(state["teacher_mean"])
-        model.teacher_std.copy_(state["teacher_std"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        gen.setstate(state["py_rng"])
-        start_step, losses = int(state["step"]), list(state["losses"])
+    if state is not None:
+        start_step, losses = restore_resume(resume_path, state, model, opt, sched, gen)
+        del state                             # a second copy of every weight
         progress(start_step / cfg.steps, f"resumed at step {start_step}")
     else:
         progress(0.0, "teacher statistics")
@@ -425,27 +609,21 @@ def _train(cfg, images, progress, should_stop, resume_path) -> TrainResult:
 
     progress(0.97, "map normalisation on held-out good images")
     model.eval()
-    if layouts is None:
-        m_st, m_ae = raw_holdout_maps(model, hold_x, device)
-        set_map_quantiles(model, m_st, m_ae, cfg.q_a, cfg.q_b)
-        hold_scores = _holdout_scores(model, hold_x, device)
-    else:                   # every tile of every held-out frame: the scorer's fast convs
-        from engine.fast import scoring_copy
-        fast = scoring_copy(model, device)
-        hold_layouts, hold_frames = [layouts[i] for i in hold_idx], [images[i] for i in hold_idx]
-        m_st, m_ae = _layout_holdout_maps(fast, hold_layouts, hold_frames, device)
-        for m in (model, fast):         # the copy scores with them too (may be model itself)
-            set_map_quantiles(m, m_st, m_ae, cfg.q_a, cfg.q_b)
-        hold_scores = _layout_holdout_scores(fast, hold_layouts, hold_frames, device)
-    threshold = default_threshold(hold_scores)
+    hold = _HeldOut([images[i] for i in hold_idx], hold_x,
+                    [layouts[i] for i in hold_idx] if layouts else None)
+    hold_scores, estimate, synthetic = _calibrate(model, cfg, hold, penalty_images, device, progress)
+    threshold = estimate.threshold
     model.cpu()
     meta = {
         "model_id": uuid.uuid4().hex[:12],
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "threshold": threshold,
-        "threshold_rule": "base=max(p99, median+4*1.4826*MAD) of held-out good scores; base+max(0.2*|base|, 0.02)",
+        "threshold_rule": f"Gumbel fit (L-moments) of held-out good scores, its "
+                          f"{1 - cfg.target_frr:.3g} quantile (engine/calibration.py)",
+        "threshold_estimate": estimate.to_dict(),
+        "synthetic_check": synthetic.to_dict() if synthetic is not None else None,
         "holdout_scores": hold_scores.tolist(),
-        "holdout_false_reject_rate": float(np.mean(hold_scores >= threshold)),
+        "holdout_false_reject_rate": estimate.holdout_frr,
         "n_train": len(train_idx), "n_holdout": len(hold_idx),
         "teacher": teacher_source, "penalty": cfg.penalty, "penalty_images": len(penalty_images),
         "train_config": asdict(cfg), "steps": cfg.steps, "resumed": resumed,
@@ -456,6 +634,56 @@ def _train(cfg, images, progress, should_stop, resume_path) -> TrainResult:
         resume_path.unlink()
     progress(1.0, f"done: threshold {threshold:.4f}")
     return TrainResult(model, meta)
+
+
+# -- calibration: map quantiles, threshold, synthetic check ---------------------------------
+@dataclass(frozen=True, eq=False)
+class _HeldOut:
+    frames: list[np.ndarray]            # the held-out good frames as given
+    views: torch.Tensor                 # (N,3,S,S) uint8 global views
+    layouts: list | None                # per frame, with tiling or an ROI
+
+
+@torch.no_grad()
+def _calibrate(model: EfficientAD, cfg: TrainConfig, hold: _HeldOut, textures, device,
+               progress: Progress):
+    """Map quantiles and the threshold from the held-out good parts, then the synthetic
+    defect check -> (held-out scores, ThresholdEstimate, SyntheticCheck or None)."""
+    if hold.layouts is None:
+        m_st, m_ae = raw_holdout_maps(model, hold.views, device)
+        set_map_quantiles(model, m_st, m_ae, cfg.q_a, cfg.q_b)
+        score = lambda frames, views, layouts: _holdout_scores(model, views, device)
+    else:                   # every tile of every held-out frame: the scorer's fast convs
+        from engine.fast import scoring_copy
+        fast = scoring_copy(model, device)
+        m_st, m_ae = _layout_holdout_maps(fast, hold.layouts, hold.frames, device)
+        for m in (model, fast):         # the copy scores with them too (may be model itself)
+            set_map_quantiles(m, m_st, m_ae, cfg.q_a, cfg.q_b)
+        score = lambda frames, views, layouts: _layout_holdout_scores(fast, layouts, frames, device)
+    hold_scores = score(hold.frames, hold.views, hold.layouts)
+    estimate = estimate_threshold(hold_scores, cfg.target_frr, cfg.seed)
+    if cfg.synthetic_per_kind <= 0:
+        return hold_scores, estimate, None
+    progress(0.98, "checking the threshold on synthetic defects")
+    from engine.synthetic import check_threshold, make_defects
+    defects = make_defects(hold.frames, cfg.synthetic_per_kind, cfg.seed, textures,
+                           region=cfg.model.roi, min_side_px=_min_defect_px(cfg.model, hold.frames[0]))
+    frames = [d.image for d in defects]
+    if hold.layouts is None:
+        views, layouts = torch.stack([_views(f, None, cfg.model.image_size)[0] for f in frames]), None
+    else:
+        views, layouts = None, [hold.layouts[d.source] for d in defects]
+    scores = score(frames, views, layouts)
+    return hold_scores, estimate, check_threshold(scores, [d.kind for d in defects], estimate.threshold)
+
+
+def _min_defect_px(m: ModelConfig, frame: np.ndarray) -> float:
+    """Frame pixels that become 8 px at the networks' input: smaller defects are below what
+    a model of this layout can be asked to find (README: small defects on large frames)."""
+    if m.tiling:
+        return 8.0 / m.tile_scale
+    h, w = frame.shape[:2] if m.roi is None else (m.roi[3], m.roi[2])
+    return 8.0 * max(h, w) / m.image_size
 
 
 # -- frame layout (ROI, tiling): engine/layout.py --------------------------------------------

@@ -6,7 +6,7 @@ from engine.errors import InspectError
 from engine.metrics import image_auroc
 from engine.model import ModelConfig
 from engine.scoring import Scorer
-from engine.train import (TrainConfig, TrainingCancelled, default_threshold, hard_feature_loss,
+from engine.train import (TrainConfig, TrainingCancelled, hard_feature_loss,
                           quantile, train)
 from synthetic import make_part
 
@@ -38,15 +38,6 @@ def test_quantile_beyond_torch_limit():
     assert hard_feature_loss(big, 0.999) > 0.998
 
 
-def test_default_threshold_rule():
-    s = np.array([0.10, 0.11, 0.12, 0.10, 0.13, 0.11, 0.12, 0.10, 0.11, 0.50])  # one odd image
-    thr = default_threshold(s)
-    med = np.median(s)
-    base = max(np.quantile(s, 0.99), med + 4 * 1.4826 * np.median(np.abs(s - med)))
-    assert thr == pytest.approx(base + max(0.2 * base, 0.02))
-    assert thr > s.max()
-
-
 def test_too_few_images_is_explained():
     with pytest.raises(InspectError, match="at least 5 good images"):
         train(tiny_cfg(), parts(3, 0))
@@ -76,6 +67,11 @@ def test_learns_synthetic_defects():
     meta = result.meta
     assert meta["n_holdout"] == 2 and meta["n_train"] == 18
     assert meta["threshold"] > max(meta["holdout_scores"])
+    est = meta["threshold_estimate"]
+    assert est["threshold"] == meta["threshold"] and est["n_good"] == 2
+    check = meta["synthetic_check"]                  # 16 of each kind by default
+    assert check["n"] == 48 and set(check["by_kind"]) == {"cutpaste", "stain", "scratch"}
+    assert check["threshold"] == meta["threshold"]
     assert float(result.model.q_st_b) > float(result.model.q_st_a)
 
 
