@@ -19,6 +19,7 @@ import math
 import random
 import time
 import uuid
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -291,6 +292,11 @@ def _resume_error(path: Path, problem: str) -> InspectError:
                         "to start training afresh, or choose another output file.")
 
 
+def _one_line(e: BaseException) -> str:
+    """An exception as a short single line (torch's messages span lines)."""
+    return f"{type(e).__name__}: {' '.join(str(e).split())[:160]}"
+
+
 def _is_plain(value) -> bool:
     """Only str/number/None in (nested) lists, tuples and dicts: safe to compare with ==."""
     if isinstance(value, (list, tuple)):
@@ -324,9 +330,11 @@ def read_resume(path: Path, cfg: TrainConfig, fingerprint: str) -> dict:
     """The resume file of this run (these settings, these images), checked at its top level;
     InspectError for anything else. Loaded with weights_only: a file never runs code."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():   # torch warns about odd pickles it then refuses anyway
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:    # torch raises many kinds for garbage (pickle, zip, EOF, unicode...)
-        raise _resume_error(path, f"it cannot be read: {type(e).__name__}: {str(e)[:160]}") from e
+        raise _resume_error(path, f"it cannot be read: {_one_line(e)}") from e
     return check_resume(path, state, cfg, fingerprint)
 
 
@@ -458,7 +466,7 @@ def restore_resume(path: Path, state: dict, model: EfficientAD, opt, sched, gen:
     except (RuntimeError, ValueError, TypeError, KeyError, IndexError, OverflowError) as e:
         # the checks above should leave nothing for these; should one slip through, the
         # user still gets the sentence (and the cause is chained for a bug report)
-        raise _resume_error(path, f"{type(e).__name__}: {str(e)[:160]}") from e
+        raise _resume_error(path, _one_line(e)) from e
     return state["step"], list(state["losses"])
 
 
