@@ -269,7 +269,9 @@ class LiveScreen(QWidget):
                          + getattr(self, "_camera_message", ""))
             style = "background:#c62828; color:white;"
         info = self.services.model_info
-        if info and not info.get("model_id"):
+        if info and info.get("error"):          # a model file that could not be used: say why
+            lines.append(f"NO MODEL — {info['error']}")
+        elif info and not info.get("model_id"):
             lines.append(f"No model for this product ({self.services.settings.current_product}): "
                          "click Learn good parts.")
         if self._no_log:

@@ -75,8 +75,16 @@ def main(argv: list[str] | None = None) -> int:
     app.setOrganizationName("inspect-line")
     errors = ErrorHandler()
     errors.install_hooks()
-    services = Services(data_dir, errors, backend=args.backend)
-    window = MainWindow(services)
+    try:
+        services = Services(data_dir, errors, backend=args.backend)
+        window = MainWindow(services)
+    except Exception as exc:   # noqa: BLE001 - nothing to run without them: say so in a window
+        from PySide6.QtWidgets import QMessageBox
+
+        from app.tasks import plain_words
+        errors.report("Start-up", exc)
+        QMessageBox.critical(None, "The inspection app cannot start", plain_words(exc))
+        return 1
     window.show()
     window.start_up(autostart=not args.no_autostart)
     if args.quit_after is not None:

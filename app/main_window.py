@@ -117,11 +117,19 @@ class MainWindow(QMainWindow):
 
     # ---- start-up and closing ----------------------------------------------------------
     def start_up(self, autostart: bool = True) -> None:
-        """Open the log (worker), load the product's model, start the camera."""
-        self.services.open_log()
-        self.services.load_product_model()
+        """Show what was wrong with the settings file, open the log (worker), load the
+        product's model, start the camera. A step that fails is shown and the rest still
+        runs: the window is up, and the operator can fix it from here."""
+        if self.services.startup_messages:      # said before this window was listening
+            self.show_error("Settings", "\n".join(self.services.startup_messages), True)
+        steps = [self.services.open_log, self.services.load_product_model]
         if autostart:
-            self.services.start_live()           # begins once the log is open
+            steps.append(self.services.start_live)      # begins once the log is open
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - shown and logged; the app stays up
+                self.services.errors.report("Start-up", exc)
         self._update_start_action()
 
     def closeEvent(self, event) -> None:

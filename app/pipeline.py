@@ -181,6 +181,9 @@ class Pipeline:
             self.feed.stop()
 
     def _apply_pending(self) -> None:
+        """Load the pending model. A file that cannot be used never raises here (this runs
+        on the GUI thread at start-up): the product goes to "no model" with the reason
+        in on_model's "error", and the error goes to on_error."""
         with self._lock:
             spec, self._pending_spec = self._pending_spec, None
         if spec is None:
@@ -195,14 +198,26 @@ class Pipeline:
                 raise InspectError(f"The model file for {spec.product!r} is missing ({spec.path}). "
                                    "Click Learn good parts to train it again.")
             scorer = Scorer.from_file(spec.path, device=self.device, backend=self.backend)
-        except Exception as exc:
-            self.on_model({"product": spec.product, "model_id": "", "threshold": None, "meta": {}})
-            raise InspectError(f"Cannot use the model of {spec.product!r}: {exc}") from exc
+        except Exception as exc:      # noqa: BLE001 - any bad file: no model, told why
+            self._model_failed(spec, exc)
+            return
         self.set_threshold(spec.threshold if spec.threshold is not None else scorer.threshold,
                            spec.review_below)
         self._scorer = scorer
         self.on_model({"product": spec.product, "model_id": scorer.model_id,
                        "threshold": scorer.threshold, "meta": scorer.meta})
+
+    def _model_failed(self, spec: ModelSpec, exc: Exception) -> None:
+        if isinstance(exc, InspectError):
+            todo = "" if "Learn good parts" in str(exc) else " Click Learn good parts to train a new one."
+            err: Exception = InspectError(f"Cannot use the model of {spec.product!r}: {exc}{todo}")
+            why = str(err)
+        else:                         # a bug: the handler logs its traceback
+            err, why = exc, (f"Cannot use the model of {spec.product!r}: unexpected problem "
+                             f"({type(exc).__name__}: {exc}); details are in the log file.")
+        self.on_model({"product": spec.product, "model_id": "", "threshold": None, "meta": {},
+                       "error": why})
+        self.on_error("Model", err)
 
     def _feed_capture(self, frame: Frame) -> None:
         with self._lock:

@@ -12,9 +12,10 @@ from PySide6.QtCore import QObject, Signal
 
 from app.camera_feed import CameraFeed
 from app.pipeline import ModelSpec, Pipeline
-from app.tasks import ErrorHandler, Relay, Tasks
+from app.tasks import ErrorHandler, Relay, Tasks, plain_words
 from engine.errors import InspectError
-from engine.settings import ProductSettings, Settings, load_settings, save_settings
+from engine.settings import (ProductSettings, Settings, keep_aside, load_settings_repaired,
+                             save_settings)
 
 log = logging.getLogger("inspect.app")
 
@@ -41,14 +42,9 @@ class Services(QObject):
         self.log_state = "closed"            # "opening" | "open" | "failed" | "closed"
         self._start_when_log_ready = False
         self.model_info: dict = {}
-        try:
-            self.settings: Settings = load_settings(self.settings_path)
-        except InspectError as exc:          # keep the bad file for the engineer; run on defaults
-            errors.report("Settings", exc)
-            bad = self.settings_path.with_name(f"settings.invalid-{int(time.time())}.json")
-            self.settings_path.replace(bad)
-            errors.report("Settings", f"Started with default settings; the old file is kept as {bad.name}.")
-            self.settings = Settings()
+        # Said before any window listens: the main window shows these once it is up.
+        self.startup_messages: list[str] = []
+        self.settings: Settings = self._load_settings()
         # Relays carry values from worker threads to the GUI thread (see tasks.Relay).
         self._result_relay = Relay(self.live_result.emit, self)
         self._model_relay = Relay(self.model_changed.emit, self)
@@ -61,6 +57,42 @@ class Services(QObject):
                                  on_result=self._result_relay.send,
                                  on_model=self._model_relay.send,
                                  on_error=lambda where, e: errors.report(where, e, serious=False))
+
+    def _load_settings(self) -> Settings:
+        """Whatever the file holds, the app starts: a bad field takes its default, a file
+        that cannot be used at all means defaults throughout. Either way the user's file is
+        kept aside under a new name (never lost) and each problem is shown in one sentence."""
+        try:
+            settings, problems = load_settings_repaired(self.settings_path)
+        except Exception as exc:             # unusable as a whole (or a bug): run on defaults
+            self._tell(exc)
+            self._keep_settings_aside("Started with default settings")
+            return Settings()
+        if not problems:
+            return settings
+        for p in problems:
+            self._tell(str(p))
+        if self._keep_settings_aside("Started with those settings at their defaults and the "
+                                     "rest as in the file"):
+            try:                             # the next start is clean, the fields repaired
+                save_settings(settings, self.settings_path)
+            except (OSError, InspectError) as exc:
+                self._tell(exc)
+        return settings
+
+    def _keep_settings_aside(self, started: str) -> bool:
+        try:
+            bad = keep_aside(self.settings_path)
+        except OSError as exc:
+            self._tell(f"{started}, but the file {self.settings_path} could not be kept aside "
+                       f"({exc}); copy it before saving settings.")
+            return False
+        self._tell(f"{started}; the old file is kept as {bad.name}.")
+        return True
+
+    def _tell(self, problem: BaseException | str) -> None:
+        self.errors.report("Settings", problem)          # the log file, and any listener
+        self.startup_messages.append(problem if isinstance(problem, str) else plain_words(problem))
 
     # ---- places ------------------------------------------------------------------------
     @property

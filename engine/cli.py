@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from dataclasses import replace
@@ -124,6 +125,18 @@ def _train_cmd(argv: list[str]) -> int:
 
 
 # -- score ------------------------------------------------------------------------------
+def finite_float(text: str) -> float:
+    """argparse type: a finite number. float() also reads "nan" and "inf", and a NaN
+    threshold would pass every part (NaN >= t is False)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number; give e.g. 0.5")
+    return v
+
+
 def score_main(argv: list[str]) -> int:
     return _run(_score_cmd, argv)
 
@@ -136,7 +149,7 @@ def _score_cmd(argv: list[str]) -> int:
     p.add_argument("--model", required=True)
     p.add_argument("inputs", nargs="+", help="images or folders")
     p.add_argument("--overlays", help="folder to write image+map overlays to")
-    p.add_argument("--threshold", type=float, help="override the model's threshold")
+    p.add_argument("--threshold", type=finite_float, help="override the model's threshold")
     p.add_argument("--device", default="auto")
     p.add_argument("--backend", default="auto", help="scoring path: auto (fastest exact) or "
                    "one of engine.scoring.BACKENDS, e.g. eager")

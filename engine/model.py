@@ -283,16 +283,25 @@ def _read_torch_file(path: str | Path, what: str = "Model file") -> object:
     """torch.load with weights_only=True: a hostile file can hold tensors and plain values
     but never code. Anything it cannot read is one InspectError naming the file."""
     path = Path(path)
-    if not path.exists():
+    try:
+        exists, is_file = path.exists(), path.is_file()
+    except OSError as e:                  # e.g. a name too long for the file system
+        raise InspectError(f"{what} {_short(str(path))} cannot be used ({e.strerror}); "
+                           "check the path.") from e
+    if not exists:
         raise InspectError(f"{what} {path} does not exist; check the path.")
-    if not path.is_file():
+    if not is_file:
         raise InspectError(f"{what} {path} is a folder, not a file; choose the file itself.")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:    # pickle of a whole module, truncated file, not a torch file...
+        use = ("a file saved by this app (Learn good parts, or 'python main.py train')"
+               if what == "Model file" else
+               "the shipped teacher, the authors' teacher_small.pth / teacher_medium.pth or "
+               "an anomalib EfficientAD checkpoint")
         raise InspectError(
-            f"{path} is not a model file this app can read ({type(e).__name__}: {str(e)[:200]}). "
-            "Use a file saved by 'python main.py train' or a teacher state_dict.") from e
+            f"{path} is not a {what.lower()} this app can read ({type(e).__name__}: "
+            f"{str(e)[:200]}). Use {use}.") from e
 
 
 def load_checkpoint(path: str | Path) -> tuple[EfficientAD, dict]:

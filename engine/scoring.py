@@ -49,6 +49,16 @@ def auto_backend(device: torch.device) -> str:
     return "torch-fp32-nnpack" if nnpack_available() else "torch-fp32"
 
 
+def _finite_number(v) -> bool:
+    """A real number (numpy's too) that is not NaN or infinite; False for text, bools, None."""
+    if isinstance(v, (bool, str, bytes)) or v is None:
+        return False
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
 class Scorer:
     """`backend`: "eager" is the plain reference forward; "auto" picks the fastest validated
     fast path (folded constants; see engine/fast.py); or name one of BACKENDS."""
@@ -62,8 +72,7 @@ class Scorer:
             raise InspectError(f"This model is broken: {e}. Learn good parts again.") from None
         self.meta = dict(meta or {})
         threshold = self.meta.get("threshold", 0.5)
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) \
-                or not math.isfinite(threshold):
+        if not _finite_number(threshold):
             raise InspectError(f"The model's threshold is {threshold!r}, not a finite number. "
                                "Learn good parts again, or set a threshold on the Threshold screen.")
         self.device = resolve_device(device)
@@ -181,8 +190,9 @@ def overlay(rgb: np.ndarray, anomaly_map: np.ndarray, threshold: float, opacity:
 
     Only regions approaching the threshold are tinted, so a good part still looks like itself.
     """
-    scale = max(float(threshold), 1e-6) * 1.5
-    v = np.clip(anomaly_map / scale, 0.0, 1.0)                          # (H,W) 0..1
+    scale = max(float(threshold), 1e-6) * 1.5 if math.isfinite(threshold) else 1.0
+    # A broken (non-finite) map is drawn at full heat: it is a FAIL, not a clean part.
+    v = np.nan_to_num(np.clip(anomaly_map / scale, 0.0, 1.0), nan=1.0)  # (H,W) 0..1
     heat = cv2.applyColorMap((v * 255).astype(np.uint8), cv2.COLORMAP_JET)[:, :, ::-1]
     alpha = (opacity * np.clip(v * 1.5, 0.0, 1.0))[:, :, None]
     out = rgb.astype(np.float32) * (1 - alpha) + heat.astype(np.float32) * alpha

@@ -456,12 +456,12 @@ def _upgrade(d: dict, version: int) -> dict:
 
 def _read_json(path: Path):
     """The file's JSON value, or None when there is no file; InspectError when unreadable."""
-    if not path.exists():
-        return None
-    if not path.is_file():
-        raise InspectError(f"The settings file {path} is a folder, not a file. Move it away to "
-                           "start from defaults.")
     try:
+        if not path.exists():
+            return None
+        if not path.is_file():
+            raise InspectError(f"The settings file {path} is a folder, not a file. Move it away "
+                               "to start from defaults.")
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
         # ValueError: broken JSON, and numbers too long to read; RecursionError: [[[[...]]]]

@@ -35,23 +35,58 @@ _ACCESS = {s.value: s.name.replace("DEVICE_ACCESS_STATUS_", "").lower()
            for s in gentl.DEVICE_ACCESS_STATUS_LIST}
 
 
+def gentl_path_entries() -> tuple[list[Path], list[Path]]:
+    """(.cti files found, entries that name nothing usable) in GENICAM_GENTL64_PATH.
+
+    An entry is a folder of producers or a .cti file. One that does not exist (a vendor SDK
+    removed, a typo) or is some other file is kept as named, so that whoever uses it says
+    so, instead of the camera quietly being another one."""
+    found: list[Path] = []
+    broken: list[Path] = []
+    for entry in os.environ.get(GENTL_PATH_VARIABLE, "").split(os.pathsep):
+        if not entry.strip():
+            continue
+        p = Path(entry.strip())
+        try:
+            if p.is_dir():
+                found += sorted(q for q in p.iterdir() if q.suffix.lower() == ".cti")
+            elif p.is_file() and p.suffix.lower() == ".cti":
+                found.append(p)
+            else:
+                broken.append(p)
+        except OSError:                  # a folder we may not list
+            broken.append(p)
+    return found, broken
+
+
 def configured_producers() -> list[Path]:
     """.cti files in the folders (or files) listed by GENICAM_GENTL64_PATH."""
-    found: list[Path] = []
-    for entry in os.environ.get(GENTL_PATH_VARIABLE, "").split(os.pathsep):
-        p = Path(entry.strip()) if entry.strip() else None
-        if p is None:
-            continue
-        if p.is_dir():
-            found += sorted(q for q in p.iterdir() if q.suffix.lower() == ".cti")
-        elif p.suffix.lower() == ".cti":
-            found.append(p)
-    return found
+    return gentl_path_entries()[0]
 
 
 def default_producers() -> list[Path]:
-    """The configured producers, or the genicam wheel's virtual camera when there are none."""
-    return configured_producers() or ([VIKY_CTI] if VIKY_CTI.exists() else [])
+    """The configured producers; when the variable lists only entries that do not exist,
+    those entries (opening them says what is wrong: never the virtual camera in place of
+    the one the variable meant); the genicam wheel's virtual camera when it lists none."""
+    found, broken = gentl_path_entries()
+    if found or broken:
+        return found or broken
+    return [VIKY_CTI] if VIKY_CTI.exists() else []
+
+
+def _named_by_variable(p: Path) -> bool:
+    """Whether p is an entry of GENICAM_GENTL64_PATH that names nothing usable."""
+    broken = gentl_path_entries()[1]
+    return any(p == b or os.path.abspath(p) == os.path.abspath(b) for b in broken)
+
+
+def _path_problem(p: Path) -> str:
+    try:
+        what = "does not exist" if not p.exists() else "is neither a folder nor a .cti file"
+    except OSError as e:
+        what = f"cannot be used ({e.strerror})"
+    return (f"{GENTL_PATH_VARIABLE} lists {p}, which {what}: correct the variable, or install "
+            "the camera maker's GenTL producer.")
 
 
 # --- one Harvester per producer file ------------------------------------------------------
@@ -128,12 +163,23 @@ def _probe_producer(path: Path) -> None:
 
 def check_producer(path: str | Path) -> Path:
     """An existing, loadable .cti as an absolute path, or InspectError naming the file."""
-    p = Path(path).expanduser()
-    if not p.exists():
+    p = Path(path)
+    try:
+        p = p.expanduser()
+    except RuntimeError:                 # "~someone" who has no home here: use it as written
+        pass
+    if _named_by_variable(p):
+        raise InspectError(_path_problem(p))
+    try:
+        exists, is_file = p.exists(), p.is_file()
+        if is_file:
+            p = p.resolve()
+    except (OSError, RuntimeError) as e:  # a name too long, a symlink loop
+        raise InspectError(f"GenTL producer {str(p)[:200]} cannot be used ({e}); check the path.") from e
+    if not exists:
         raise InspectError(f"GenTL producer {p} does not exist.")
-    if not p.is_file():
+    if not is_file:
         raise InspectError(f"GenTL producer {p} is not a file.")
-    p = p.resolve()
     hub(p)._start()
     return p
 
@@ -191,6 +237,10 @@ def list_devices(producers: list[str | Path] | None = None
     """Devices of every producer, and one message per producer that could not be used."""
     entries: list[DeviceEntry] = []
     problems: list[str] = []
+    if not producers:           # stale entries beside working ones are still worth saying
+        found, broken = gentl_path_entries()
+        if found:
+            problems += [_path_problem(p) for p in broken]
     for p in (producers if producers else default_producers()):
         try:
             path = check_producer(p)
