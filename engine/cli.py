@@ -9,16 +9,19 @@ import argparse
 import json
 import math
 import sys
+import tempfile
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from engine.data import expand_inputs, list_images, load_images, load_mask, load_rgb, mvtec_category
+from engine.data import (IMAGE_SUFFIXES, expand_inputs, list_images, load_images, load_mask,
+                         load_rgb, mvtec_category)
 from engine.errors import InspectError
-from engine.model import ModelConfig, save_checkpoint
+from engine.model import PDN_RECEPTIVE_FIELD, ModelConfig, save_checkpoint
 from engine.train import TrainConfig, TrainingCancelled, train
 
 
@@ -102,26 +105,49 @@ def train_main(argv: list[str]) -> int:
 
 def _train_cmd(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="main.py train", description="Learn good parts from a folder.")
-    p.add_argument("--good", required=True, help="folder of good images")
-    p.add_argument("--out", required=True, help="model file to write")
+    p.add_argument("--good", required=True, help="folder of good images (its *_mask.png files are "
+                   "left out)")
+    p.add_argument("--out", required=True, help="model file to write (replaced if it exists); a "
+                   "stopped run leaves OUT.partial.pt and resumes from it")
     _add_train_options(p, default_steps=70_000)
     a = p.parse_args(argv)
     cfg = _train_config(a)
-    images, _ = load_images(list_images(a.good), _skip)
     out = Path(a.out)
+    check_output_file(out, "--out")           # before the images are read and the hours spent
+    paths = list_images(a.good, _skip)
+    images, kept = load_images(paths, _skip)
     resume = out.with_name(out.name + ".partial.pt")
     bar = ProgressBar("train")
     try:
-        result = train(cfg, images, bar, resume_path=resume)
+        result = train(cfg, images, bar, resume_path=resume, names=[str(k) for k in kept])
     except KeyboardInterrupt:
         raise TrainingCancelled("interrupted") from None
     finally:
         bar.close()
-    save_checkpoint(result.model, out, result.meta)
+    try:
+        save_checkpoint(result.model, out, result.meta)
+    except OSError as e:                      # checked above; a full disk can still refuse it
+        raise InspectError(f"Cannot write the model to {out} ({e.strerror or e}); free disk "
+                           "space and train again.") from e
     m = result.meta
     print(f"saved {out}: threshold {m['threshold']:.4f} ({m['n_train']} training images, "
           f"{m['n_holdout']} held out, {m['train_seconds']:.0f} s)")
     return 0
+
+
+def check_output_file(path: Path, option: str) -> None:
+    """`path` can be written as a file: not a folder, its folder exists (made if missing), and
+    a file can be created there. Checked at the start, so a long run cannot fail at its end."""
+    if path.is_dir():
+        raise InspectError(f"{option} {path} is a folder; give a file path such as "
+                           f"{path / 'model.pt'}.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
+            pass                              # the model is written as a temp file + rename too
+    except OSError as e:
+        raise InspectError(f"{option} {path} cannot be written ({e.strerror or e}); choose a "
+                           "file in a folder you can write to.") from e
 
 
 # -- score ------------------------------------------------------------------------------
@@ -142,13 +168,16 @@ def score_main(argv: list[str]) -> int:
 
 
 def _score_cmd(argv: list[str]) -> int:
-    from engine.scoring import Scorer, overlay
-    import cv2
+    from engine.scoring import Scorer
 
-    p = argparse.ArgumentParser(prog="main.py score", description="Score images with a model.")
+    p = argparse.ArgumentParser(prog="main.py score", description="Score images with a model. "
+                                "Exit status 2 when no image could be scored.")
     p.add_argument("--model", required=True)
-    p.add_argument("inputs", nargs="+", help="images or folders")
-    p.add_argument("--overlays", help="folder to write image+map overlays to")
+    p.add_argument("inputs", nargs="+", help="images or folders (a folder's *_mask.png files are "
+                   "left out)")
+    p.add_argument("--overlays", help="folder to write image+map overlays to: NAME_overlay.png, "
+                   "FOLDER_NAME_overlay.png for inputs that share a name; never overwrites a file "
+                   "(a taken name gets _2, _3, ...)")
     p.add_argument("--threshold", type=finite_float, help="override the model's threshold")
     p.add_argument("--device", default="auto")
     p.add_argument("--backend", default="auto", help="scoring path: auto (fastest exact) or "
@@ -157,32 +186,80 @@ def _score_cmd(argv: list[str]) -> int:
     a = p.parse_args(argv)
     scorer = Scorer.from_file(a.model, a.device, a.backend)
     threshold = scorer.threshold if a.threshold is None else a.threshold
-    paths = expand_inputs(a.inputs)
-    out_dir = Path(a.overlays) if a.overlays else None
-    if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
+    paths = expand_inputs(a.inputs, _skip)
+    if not paths:
+        raise InspectError(f"No images to score in {', '.join(a.inputs)}; give image files or "
+                           f"folders holding {', '.join(sorted(IMAGE_SUFFIXES))} files.")
+    overlays = _overlay_paths(paths, Path(a.overlays)) if a.overlays else None
+    min_side = min_side_to_judge(scorer.image_size)
     n_fail = n_bad = 0
-    for path in tqdm(paths, desc="score", file=sys.stderr, disable=len(paths) < 10):
+    for i, path in enumerate(tqdm(paths, desc="score", file=sys.stderr, disable=len(paths) < 10)):
         try:
             rgb = load_rgb(path)
         except InspectError as e:
             n_bad += 1
             tqdm.write(f"skipped: {e}", file=sys.stderr)
             continue
-        r = scorer.score([rgb], with_maps=out_dir is not None)
+        if min(rgb.shape[:2]) < min_side:
+            tqdm.write(f"WARNING: {path} is only {rgb.shape[1]}×{rgb.shape[0]} pixels, too small to "
+                       f"judge reliably (under {min_side} px for this {scorer.image_size} px "
+                       "model); its verdict says little.", file=sys.stderr)
+        r = scorer.score([rgb], with_maps=overlays is not None)
         score = float(r.scores[0])
         verdict = scorer.decide(score, threshold).value
         n_fail += verdict == "FAIL"
+        ov_path = _write_overlay(rgb, r.maps[0], threshold, overlays[i]) if overlays else None
         if a.json:
-            print(json.dumps({"path": str(path), "score": score, "verdict": verdict}))
+            print(json.dumps({"path": str(path), "score": score, "verdict": verdict}
+                             | ({"overlay": str(ov_path)} if ov_path else {})))
         else:
-            print(f"{path}\t{score:.4f}\t{verdict}")
-        if out_dir is not None:
-            ov = overlay(rgb, r.maps[0], threshold)
-            cv2.imwrite(str(out_dir / f"{path.stem}_overlay.png"), ov[:, :, ::-1])
+            print(f"{path}\t{score:.4f}\t{verdict}" + (f"\t{ov_path}" if ov_path else ""))
     print(f"{len(paths) - n_bad} scored, {n_fail} FAIL at threshold {threshold:.4f}"
           + (f", {n_bad} unreadable" if n_bad else ""), file=sys.stderr)
+    if n_bad == len(paths):
+        raise InspectError(f"None of the {len(paths)} images could be read, so nothing was "
+                           "scored; check the files named above.")
     return 0
+
+
+def min_side_to_judge(image_size: int) -> int:
+    """Shorter frame side (px) below which a score means little. Every frame is resized to
+    the model input (image_size²). One PDN feature sees 33×33 input pixels
+    (PDN_RECEPTIVE_FIELD): a frame under 33 px is smaller than a single feature of the
+    training images, and one under image_size/8 is blown up more than 8×, so a feature covers
+    at most ~4 of its own pixels: interpolation blur, not the part the model learned."""
+    return max(PDN_RECEPTIVE_FIELD, image_size // 8)
+
+
+def _overlay_paths(paths: list[Path], out_dir: Path) -> list[Path]:
+    """One overlay file per input, none over another or over an existing file: NAME_overlay.png;
+    inputs that share a name (a/x.png, b/x.png) get their folder's name in front; a name
+    still taken (in this run or already on disk) gets _2, _3, ..."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InspectError(f"--overlays {out_dir} cannot be made ({e.strerror or e}); choose a "
+                           "folder you can write to.") from e
+    stems = Counter(p.stem for p in paths)
+    taken: set[str] = set()
+    out = []
+    for p in paths:
+        base = p.stem if stems[p.stem] == 1 else f"{p.resolve().parent.name or 'root'}_{p.stem}"
+        name, n = f"{base}_overlay.png", 2
+        while name in taken or (out_dir / name).exists():
+            name, n = f"{base}_overlay_{n}.png", n + 1
+        taken.add(name)
+        out.append(out_dir / name)
+    return out
+
+
+def _write_overlay(rgb: np.ndarray, amap, threshold: float, path: Path) -> Path:
+    import cv2
+    from engine.scoring import overlay
+    if not cv2.imwrite(str(path), overlay(rgb, amap, threshold)[:, :, ::-1]):
+        raise InspectError(f"Cannot write the overlay {path}; check the --overlays folder "
+                           "(free space, permissions).")
+    return path
 
 
 # -- eval -------------------------------------------------------------------------------

@@ -41,21 +41,40 @@ def load_rgb(path: str | Path) -> np.ndarray:
         raise InspectError(f"Image {path} cannot be read ({type(e).__name__}: {e}).") from e
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files in a folder (not recursive), in name order."""
+MASK_SUFFIX = "_mask.png"     # ground-truth / simulated-defect masks (MVTec, `grab --source sim`)
+
+
+def is_mask_file(path: Path) -> bool:
+    return path.name.lower().endswith(MASK_SUFFIX)
+
+
+def list_images(folder: str | Path, on_skip: Callable[[Path, str], None] | None = None) -> list[Path]:
+    """Image files in a folder (not recursive), in name order.
+
+    `*_mask.png` files are left out: they are defect masks, not pictures of parts, and
+    learning them as good parts would teach the model that black-and-white blobs are fine.
+    `on_skip(folder, message)` is told once how many were left out.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise InspectError(f"Folder {folder} does not exist.")
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    masks = [p for p in files if is_mask_file(p)]
+    if masks and on_skip is not None:
+        on_skip(folder, f"{len(masks)} mask file(s) (*{MASK_SUFFIX}, e.g. {masks[0].name}) in "
+                        f"{folder}: masks are not pictures of parts")
+    return [p for p in files if not is_mask_file(p)]
 
 
-def expand_inputs(items: list[str | Path]) -> list[Path]:
-    """Files and folders from a command line -> image files (folders in name order)."""
+def expand_inputs(items: list[str | Path], on_skip: Callable[[Path, str], None] | None = None
+                  ) -> list[Path]:
+    """Files and folders from a command line -> image files (folders in name order, without
+    their `*_mask.png` files; a file named on the command line is always kept)."""
     out: list[Path] = []
     for item in items:
         p = Path(item)
         if p.is_dir():
-            out.extend(list_images(p))
+            out.extend(list_images(p, on_skip))
         elif p.exists():
             out.append(p)
         else:

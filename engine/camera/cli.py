@@ -104,7 +104,9 @@ def grab_main(argv: list[str]) -> int:
                    help="sim | folder:DIR | video:FILE | opencv:N | genicam[:SERIAL][?cti=FILE&width=..]; "
                         "default: a configured camera, else the simulated line")
     p.add_argument("--count", type=int, default=10, help="frames to save")
-    p.add_argument("--out", required=True, help="folder for the images (created)")
+    p.add_argument("--out", required=True, help="folder for the images and frames.csv: new or "
+                   "empty (grab never overwrites: a folder with files in it is refused); masks of "
+                   "the simulated line go to OUT/masks/")
     p.add_argument("--format", choices=["png", "bmp", "jpg"], default="png")
     p.add_argument("--raw", action="store_true", help="also save Frame.raw (camera bit depth) as .npy")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -122,6 +124,7 @@ def grab_main(argv: list[str]) -> int:
 def _grab(args: argparse.Namespace) -> int:
     from engine.camera.spec import default_source_spec, make_source, parse_spec
 
+    _check_out_folder(Path(args.out))           # before a camera is opened
     spec = args.source or default_source_spec()
     if args.raw and parse_spec(spec)["kind"] == "genicam" and "keep_raw" not in spec:
         spec += ("&" if "?" in spec else "?") + "keep_raw=1"
@@ -137,11 +140,25 @@ def _grab(args: argparse.Namespace) -> int:
         source.close()                 # also when a setting was refused: the camera is freed
 
 
+def _check_out_folder(out: Path) -> None:
+    """A new or empty folder: earlier frames and their frames.csv are never overwritten."""
+    if out.exists() and not out.is_dir():
+        raise InspectError(f"--out {out} is a file; give a new or empty folder.")
+    first = next(out.iterdir(), None) if out.is_dir() else None
+    if first is not None:
+        raise InspectError(f"--out {out} already holds files (e.g. {first.name}) and grab never "
+                           "overwrites frames; give a new or empty folder.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InspectError(f"--out {out} cannot be made ({e.strerror or e}); choose a folder "
+                           "you can write to.") from e
+
+
 def _grab_frames(source, args: argparse.Namespace) -> int:
     from engine.camera.acquisition import Acquisition, State
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     rows, started = [], time.monotonic()
     acq = Acquisition(source, on_status=lambda s: s.state in (State.RECONNECTING, State.FAILED)
                       and print(f"{s.state.value}: {s.message}", file=sys.stderr))
@@ -180,9 +197,11 @@ def _save(frame, out: Path, n: int, args: argparse.Namespace) -> dict:
     row = {"file": name, "id": frame.id, "t": f"{frame.t:.6f}", "wall_time": f"{frame.wall_time:.6f}",
            "source": frame.source, "label": frame.label or "", "mask": "", "raw": "",
            "meta": json.dumps(frame.meta, default=str)}
-    if frame.mask is not None:
-        row["mask"] = f"{stem}_mask.png"
-        cv2.imwrite(str(out / row["mask"]), frame.mask.astype(np.uint8) * 255)
+    if frame.mask is not None:            # own folder: beside the frames it would be learnt as one
+        (out / "masks").mkdir(exist_ok=True)
+        row["mask"] = f"masks/{stem}_mask.png"
+        if not cv2.imwrite(str(out / row["mask"]), frame.mask.astype(np.uint8) * 255):
+            raise InspectError(f"Cannot write {out / row['mask']}.")
     if args.raw and frame.raw is not None:
         row["raw"] = f"{stem}_raw.npy"
         np.save(out / row["raw"], frame.raw)

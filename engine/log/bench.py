@@ -8,7 +8,9 @@ page_ms         a filtered history page (FAIL, one product, last 7 days, newest 
                 from a log of --rows rows (one million by default)
 count_ms        the count for the same filter
 Everything runs in a temporary folder (or --url, a server database, plus that folder for
-pictures) that is deleted at the end.
+pictures) that is deleted at the end. --url must be a scratch database: the bench writes
+rows into it and empties its inspections table, so one that already holds rows is refused
+unless --overwrite-scratch says it may be emptied.
 """
 from __future__ import annotations
 
@@ -24,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import insert, text
+from sqlalchemy.exc import OperationalError
 
+from engine.errors import InspectError
 from engine.log import InspectionFilter, InspectionLog, InspectionRecord, LogConfig, SortKey
 from engine.log.schema import inspections
 from engine.types import Decision, Verdict
@@ -104,6 +108,29 @@ def _median_ms(fn, repeat: int = 7) -> float:
     return statistics.median(times)
 
 
+def check_scratch(url: str, folder: Path) -> dict[str, int]:
+    """Rows in each table of the database at `url` (log_meta, which any fresh log has, aside);
+    read with a plain connection: opening it as a log could already upgrade its schema."""
+    from sqlalchemy import inspect
+
+    from engine.log.database import make_engine, resolve
+
+    db_url, _ = resolve(url, folder)
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            names = [n for n in inspect(conn).get_table_names() if n != "log_meta"]
+            quote = engine.dialect.identifier_preparer.quote
+            counts = {n: conn.execute(text(f"SELECT COUNT(*) FROM {quote(n)}")).scalar_one()
+                      for n in names}
+    except OperationalError as e:
+        raise InspectError(f"Cannot open the database at {url} "
+                           f"({str(e.orig).strip().splitlines()[0]}).") from e
+    finally:
+        engine.dispose()
+    return {n: c for n, c in counts.items() if c}
+
+
 def run(args, folder: Path) -> dict:
     cfg = LogConfig(pictures_dir=folder / "pictures" if args.url else None, warn_free_mb=0,
                     reserve_free_mb=0)
@@ -148,15 +175,29 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python main.py bench log", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--url", help="a server database to use instead of a temporary SQLite log "
-                                 "(its inspections table is emptied)")
+    p.add_argument("--url", help="a scratch server database to use instead of a temporary SQLite "
+                                 "log (refused if it holds rows; its inspections table is emptied)")
     p.add_argument("--rows", type=int, default=1_000_000, help="rows in the read test")
     p.add_argument("--verdicts", type=int, default=20_000, help="PASS rows in the write test")
     p.add_argument("--fails", type=int, default=500, help="FAIL records with pictures")
     p.add_argument("--size", type=int, default=1024, help="picture side in pixels")
+    p.add_argument("--overwrite-scratch", action="store_true",
+                   help="--url may already hold rows: it is a scratch database the bench may empty")
     args = p.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="bench-log-") as tmp:
-        result = run(args, Path(tmp))
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-log-") as tmp:
+            if args.url and not args.overwrite_scratch:
+                held = check_scratch(args.url, Path(tmp))
+                if held:
+                    raise InspectError(
+                        f"The database at {args.url} already holds rows ("
+                        + ", ".join(f"{n}: {c}" for n, c in held.items()) + ") and the bench "
+                        "would empty it; point --url at an empty scratch database, or add "
+                        "--overwrite-scratch if these rows may go.")
+            result = run(args, Path(tmp))
+    except InspectError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in result.items()}))
     else:
