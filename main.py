@@ -14,6 +14,7 @@ COMMANDS = {
     "train": ("engine.cli:train_main", "learn good parts from a folder of images"),
     "score": ("engine.cli:score_main", "score images with a trained model"),
     "eval": ("engine.cli:eval_main", "train and evaluate on an MVTec-layout data set"),
+    "calibrate": ("engine.cli:calibrate_main", "set a trained model's threshold again (e.g. another false-reject target)"),
     "distill-teacher": ("engine.distill:main", "distill the ImageNet teacher PDN from a backbone"),
     "cameras": ("engine.camera.cli:cameras_main", "list GenTL producers, devices and sources"),
     "grab": ("engine.camera.cli:grab_main", "save frames from a source"),

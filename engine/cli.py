@@ -61,6 +61,8 @@ def _add_train_options(p: argparse.ArgumentParser, default_steps: int) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="training arithmetic; auto = bf16 mixed precision where supported")
+    p.add_argument("--target-frr", type=_fraction, default=0.01,
+                   help="share of good parts the default threshold may reject (0.01 or 1%%)")
     g = p.add_argument_group("small defects on large frames (see README: choosing size and tiling)")
     g.add_argument("--tiling", action="store_true",
                    help="cut frames into overlapping image-size tiles (autoencoder sees the whole frame)")
@@ -80,7 +82,7 @@ def _model_config(a: argparse.Namespace) -> ModelConfig:
 def _train_config(a: argparse.Namespace) -> TrainConfig:
     return TrainConfig(model=_model_config(a), steps=a.steps,
                        teacher=a.teacher, penalty=a.penalty, seed=a.seed, device=a.device,
-                       precision=a.precision)
+                       precision=a.precision, target_frr=a.target_frr)
 
 
 def _skip(path: Path, message: str) -> None:
@@ -267,84 +269,11 @@ def eval_main(argv: list[str]) -> int:
     return _run(_eval_cmd, argv)
 
 
-def evaluate(root: str, category: str, cfg: TrainConfig, progress=lambda f, m: None,
-             skip=lambda p, m: None, save_model: str | None = None,
-             model_file: str | None = None) -> dict:
-    """Train on train/good (or load `model_file`), score test/*, return the MVTec metrics
-    (overall and per type)."""
-    from engine.metrics import au_pro, image_auroc, pixel_auroc
-    from engine.model import load_checkpoint
-    from engine.scoring import Scorer
-    from engine.train import TrainResult
-
-    good_dir, items = mvtec_category(root, category)
-    if model_file:                                   # evaluate a model trained before
-        model, meta = load_checkpoint(model_file)
-        result = TrainResult(model, meta)
-        cfg = replace(cfg, model=model.config, steps=int(meta.get("steps", cfg.steps)))
-        train_s = None
-    else:
-        good, _ = load_images(list_images(good_dir), skip)
-        t0 = time.time()
-        result = train(cfg, good, lambda f, m: progress(0.9 * f, m))
-        train_s = time.time() - t0
-    if save_model:
-        save_checkpoint(result.model, save_model, result.meta)
-    scorer = Scorer(result.model, result.meta, cfg.device, backend="auto")
-    scores, maps, masks, types = [], [], [], []
-    t_score = 0.0
-    for i, item in enumerate(items):
-        try:
-            rgb = load_rgb(item.path)
-        except InspectError as e:
-            skip(item.path, str(e))
-            continue
-        mask = (np.zeros(rgb.shape[:2], bool) if item.mask_path is None
-                else load_mask(item.mask_path, rgb.shape[:2]))
-        r = scorer.score([rgb])
-        t_score += r.latency_ms
-        scores.append(float(r.scores[0]))
-        maps.append(r.maps[0])
-        masks.append(mask)
-        types.append(item.defect_type)
-        progress(0.9 + 0.1 * (i + 1) / len(items), f"scored {i + 1}/{len(items)}")
-    scores_a = np.array(scores)
-    labels = np.array([t != "good" for t in types])
-
-    def metrics(sel: np.ndarray) -> dict:
-        sel_maps = [maps[i] for i in np.flatnonzero(sel)]
-        sel_masks = [masks[i] for i in np.flatnonzero(sel)]
-        out = {"image_auroc": image_auroc(scores_a[sel], labels[sel]),
-               "pixel_auroc": pixel_auroc(sel_maps, sel_masks)}
-        try:
-            out["au_pro"] = au_pro(sel_maps, sel_masks)
-        except ValueError:          # e.g. a defect type whose masks are all empty
-            out["au_pro"] = None
-        out["n_images"] = int(sel.sum())
-        return out
-
-    is_good = np.array([t == "good" for t in types])
-    overall = metrics(np.ones(len(types), bool))
-    per_type = {t: metrics(is_good | (np.array(types) == t))
-                for t in sorted(set(types) - {"good"})}
-    thr = result.meta["threshold"]
-    return {
-        "category": category, "steps": cfg.steps, "size": cfg.model.size,
-        "image_size": cfg.model.image_size, "teacher": result.meta["teacher"],
-        "tiling": cfg.model.tiling, "tile_scale": cfg.model.tile_scale, "roi": cfg.model.roi,
-        **{k: v for k, v in overall.items()},
-        "per_type": per_type,
-        "threshold": thr,
-        "false_reject_rate": float(np.mean(scores_a[is_good] >= thr)),
-        "miss_rate": float(np.mean(scores_a[~is_good] < thr)),
-        "train_seconds": train_s, "ms_per_image": t_score / max(len(scores), 1),
-        "device": result.meta["device"],
-    }
-
-
 def _eval_cmd(argv: list[str]) -> int:
+    from engine.evaluate import check_category, evaluate
     p = argparse.ArgumentParser(prog="main.py eval",
-                                description="Train and evaluate on an MVTec-layout category.")
+                                description="Train and evaluate on an MVTec-layout category "
+                                            "(masks optional: image-level labels are enough).")
     p.add_argument("--data", required=True, help="root folder (ROOT/CATEGORY/train/good, ...)")
     p.add_argument("--category", required=True)
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -353,25 +282,85 @@ def _eval_cmd(argv: list[str]) -> int:
                    "(the training options are then ignored)")
     _add_train_options(p, default_steps=70_000)
     a = p.parse_args(argv)
+    check = check_category(a.data, a.category)      # seconds: before any training
+    print(check.summary(), file=sys.stderr)
     bar = ProgressBar("eval", quiet=False)
     try:
-        res = evaluate(a.data, a.category, _train_config(a), bar, _skip, a.save_model, a.model)
+        res = evaluate(check, _train_config(a), bar, _skip, a.save_model, a.model)
     finally:
         bar.close()
     if a.json:
         print(json.dumps(res, indent=None))
-        return 0
+    else:
+        _print_eval(res)
+    return 0
+
+
+def _print_eval(res: dict) -> None:
     fmt = lambda v: "  n/a" if v is None else f"{v:.4f}"
+    pct = lambda v: "  n/a" if v is None else f"{v:.1%}"
     tiling = f", tiles at scale {res['tile_scale']}" if res["tiling"] else ""
     print(f"{res['category']}: EfficientAD-{res['size'][0].upper()} {res['image_size']} px{tiling}, "
           f"{res['steps']} steps, teacher {res['teacher']}, {res['device']}")
-    print(f"{'type':<16}{'images':>7}{'img AUROC':>11}{'px AUROC':>10}{'AU-PRO':>9}")
-    rows = [("ALL", res)] + list(res["per_type"].items())
-    for name, r in rows:
+    print(f"threshold {res['threshold']:.4f}: false rejects {pct(res['false_reject_rate'])} of good parts")
+    print(f"{'type':<16}{'images':>7}{'img AUROC':>11}{'px AUROC':>10}{'AU-PRO':>9}{'misses':>8}")
+    for name, r in [("ALL", res)] + list(res["per_type"].items()):
         print(f"{name:<16}{r['n_images']:>7}{fmt(r['image_auroc']):>11}{fmt(r['pixel_auroc']):>10}"
-              f"{fmt(r['au_pro']):>9}")
-    print(f"threshold {res['threshold']:.4f}: false rejects {res['false_reject_rate']:.1%} of good, "
-          f"misses {res['miss_rate']:.1%} of defective")
+              f"{fmt(r['au_pro']):>9}{pct(r['miss_rate']):>8}")
+    if res["types_without_masks"]:
+        print(f"no masks (pixel metrics n/a): {', '.join(res['types_without_masks'])}")
+    syn = res.get("synthetic_check")
+    if syn:
+        print(f"synthetic defects predicted misses {syn['miss_rate']:.1%} "
+              f"(real: {pct(res['miss_rate'])})")
     trained = "model loaded" if res["train_seconds"] is None else f"train {res['train_seconds']:.0f} s"
     print(f"{trained}, score {res['ms_per_image']:.1f} ms/image")
+
+
+# -- calibrate --------------------------------------------------------------------------
+def calibrate_main(argv: list[str]) -> int:
+    return _run(_calibrate_cmd, argv)
+
+
+def _calibrate_cmd(argv: list[str]) -> int:
+    """A trained model's threshold set again, e.g. for another false-reject target, without
+    training: the same held-out good parts, this version's rule, a new synthetic check."""
+    import uuid
+    from engine.model import load_checkpoint
+    from engine.train import recalibrate
+
+    p = argparse.ArgumentParser(prog="main.py calibrate", description=_calibrate_cmd.__doc__.split("\n")[0])
+    p.add_argument("--model", required=True, help="trained model file")
+    p.add_argument("--good", required=True, help="the folder of good images it was trained from")
+    p.add_argument("--target-frr", type=_fraction, help="share of good parts the threshold may "
+                   "reject (default: the model's own, 0.01 when it has none)")
+    p.add_argument("--out", help="model file to write (default: replace --model)")
+    a = p.parse_args(argv)
+    model, meta = load_checkpoint(a.model)
+    images, _ = load_images(list_images(a.good), _skip)
+    bar = ProgressBar("calibrate")
+    try:
+        new = recalibrate(model, meta, images, a.target_frr, bar)
+    finally:
+        bar.close()
+    new["recalibrated_from"], new["model_id"] = meta.get("model_id"), uuid.uuid4().hex[:12]
+    out = Path(a.out or a.model)
+    save_checkpoint(model, out, new)
+    print(f"saved {out}: threshold {meta.get('threshold', float('nan')):.4f} -> {new['threshold']:.4f}")
+    from engine.calibration import ThresholdEstimate
+    from engine.synthetic import SyntheticCheck
+    print(ThresholdEstimate.from_dict(new["threshold_estimate"]).sentence())
+    if new.get("synthetic_check"):
+        print(SyntheticCheck.from_dict(new["synthetic_check"]).sentence())
     return 0
+
+
+def _fraction(text: str) -> float:
+    """A false-reject target: '0.01' or '1%'."""
+    try:
+        v = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (e.g. 0.01 or 1%)") from None
+    if not 0.0 < v < 0.5:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 0.5 (50%)")
+    return v

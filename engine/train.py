@@ -685,6 +685,40 @@ def _calibrate(model: EfficientAD, cfg: TrainConfig, hold: _HeldOut, textures, d
     return hold_scores, estimate, check_threshold(scores, [d.kind for d in defects], estimate.threshold)
 
 
+def recalibrate(model: EfficientAD, meta: dict, images: list[np.ndarray],
+                target_frr: float | None = None, progress: Progress = lambda f, m: None) -> dict:
+    """A trained model's map quantiles, threshold and synthetic check done again with the
+    rule of this version (and, if given, another target false-reject rate), on the same
+    held-out parts: `images` are the good images it was trained from, in the same order.
+    -> the new meta (the model's quantiles are updated in place)."""
+    cfg = train_config_from_dict(meta.get("train_config", {}))
+    if target_frr is not None:
+        cfg = replace(cfg, target_frr=target_frr)
+    layouts = _with_layout(cfg, images)[1] if cfg.model.uses_layout else None
+    _, hold_idx = _split(len(images), cfg.holdout_fraction, cfg.seed)
+    s = cfg.model.image_size
+    hold = _HeldOut([images[i] for i in hold_idx],
+                    torch.stack([_views(images[i], None, s)[0] for i in hold_idx]) if layouts is None else None,
+                    [layouts[i] for i in hold_idx] if layouts else None)
+    if len(hold_idx) != meta.get("n_holdout", len(hold_idx)):
+        raise InspectError(f"The model held out {meta['n_holdout']} of its good images; these "
+                           f"{len(images)} images give {len(hold_idx)}: pass the folder it was trained from.")
+    device = torch.device("cpu")
+    hold_scores, estimate, synthetic = _calibrate(model.eval(), cfg, hold, _load_penalty(cfg, progress),
+                                                  device, progress)
+    old = np.asarray(meta.get("holdout_scores", []), dtype=np.float64)
+    if old.shape == hold_scores.shape and not np.allclose(old, hold_scores, rtol=0.02, atol=1e-3):
+        progress(1.0, "WARNING: the held-out parts score differently than when the model was "
+                      "trained: are these the images it was trained from?")
+    return {**meta, "threshold": estimate.threshold,
+            "threshold_rule": f"Gumbel fit (L-moments) of held-out good scores, its "
+                              f"{1 - cfg.target_frr:.3g} quantile (engine/calibration.py)",
+            "threshold_estimate": estimate.to_dict(),
+            "synthetic_check": synthetic.to_dict() if synthetic is not None else None,
+            "holdout_scores": hold_scores.tolist(), "holdout_false_reject_rate": estimate.holdout_frr,
+            "train_config": asdict(cfg), "recalibrated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
 def _min_defect_px(m: ModelConfig, frame: np.ndarray) -> float:
     """Frame pixels that become 8 px at the networks' input: smaller defects are below what
     a model of this layout can be asked to find (README: small defects on large frames)."""

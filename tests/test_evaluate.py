@@ -97,3 +97,26 @@ def test_a_test_set_without_defects_is_refused(tmp_path):
     shutil.rmtree(base / "test" / "blob")
     with pytest.raises(InspectError, match="at least one defect folder"):
         check_category(tmp_path, "widget")
+
+
+def test_calibrate_sets_the_threshold_again_for_another_target(tmp_path, capsys):
+    from engine.model import load_checkpoint
+    base = write_mvtec(tmp_path, "widget", n_train=20)
+    good, model = base / "train" / "good", tmp_path / "m.pt"
+    assert main.main(["train", "--good", str(good), "--out", str(model)] + TINY) == 0
+    _, meta = load_checkpoint(model)
+    strict, loose = tmp_path / "strict.pt", tmp_path / "loose.pt"
+    assert main.main(["calibrate", "--model", str(model), "--good", str(good),
+                      "--target-frr", "0.1%", "--out", str(strict)]) == 0
+    assert main.main(["calibrate", "--model", str(model), "--good", str(good),
+                      "--target-frr", "0.05", "--out", str(loose)]) == 0
+    assert "Expected false rejects: 5.0%" in capsys.readouterr().out
+    (_, ms), (_, ml) = load_checkpoint(strict), load_checkpoint(loose)
+    assert ms["threshold"] > ml["threshold"]
+    assert ml["threshold_estimate"]["target_frr"] == 0.05
+    assert ml["recalibrated_from"] == meta["model_id"] != ml["model_id"]
+    # the same held-out parts: their scores are those the model was trained with
+    assert np.allclose(ml["holdout_scores"], meta["holdout_scores"], rtol=1e-4)
+    with pytest.raises(SystemExit) as exit_:
+        main.main(["calibrate", "--model", str(model), "--good", str(good), "--target-frr", "70%"])
+    assert exit_.value.code == 2 and "between 0 and 0.5" in capsys.readouterr().err
