@@ -36,12 +36,17 @@ def model(tmp_path_factory):
 
 # -- case 1: bench log --url on a real log --------------------------------------------------
 def test_bench_log_refuses_a_database_that_holds_rows(tmp_path, capsys):
+    from sqlalchemy import insert
+
     from engine.log import InspectionLog
-    from engine.log.bench import build_rows
+    from engine.log.schema import inspections
 
     real = tmp_path / "real.sqlite3"
-    with InspectionLog.open(real) as log:
-        build_rows(log, 7)
+    with InspectionLog.open(real) as log, log.write_connection() as conn, conn.begin():
+        conn.execute(insert(inspections), [
+            {"t_us": 10 ** 15 + i, "station": "line-1", "camera": "cam-1", "product": "part-A",
+             "model_id": "real-model", "score": 0.1, "threshold": 0.5, "verdict": "PASS"}
+            for i in range(7)])
     small = ["--rows", "40", "--verdicts", "10", "--fails", "2", "--size", "32", "--json"]
     assert main.main(["bench", "log", "--url", f"sqlite:///{real}"] + small) == 2
     err = capsys.readouterr().err
@@ -49,8 +54,11 @@ def test_bench_log_refuses_a_database_that_holds_rows(tmp_path, capsys):
     assert err.count("\n") == 1 and "Traceback" not in err
     with InspectionLog.open(real) as log:
         assert log.count() == 7                                  # untouched
-    # an empty scratch database is used without asking; a full one when told it may go
-    assert main.main(["bench", "log", "--url", f"sqlite:///{tmp_path / 'scratch.sqlite3'}"] + small) == 0
+    # an empty scratch database is used without asking, again after the bench's own rows;
+    # a full one when told it may go
+    scratch = f"sqlite:///{tmp_path / 'scratch.sqlite3'}"
+    assert main.main(["bench", "log", "--url", scratch] + small) == 0
+    assert main.main(["bench", "log", "--url", scratch] + small) == 0
     assert main.main(["bench", "log", "--url", f"sqlite:///{real}", "--overwrite-scratch"] + small) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["rows"] == 40
 

@@ -33,6 +33,8 @@ from engine.log import InspectionFilter, InspectionLog, InspectionRecord, LogCon
 from engine.log.schema import inspections
 from engine.types import Decision, Verdict
 
+BENCH_MODEL = "bench-model"      # the model id of every row the bench writes: its own rows
+
 
 def _camera_like(seed: int, size: int) -> np.ndarray:
     """A part on a lit background with sensor noise: compresses like a real frame."""
@@ -49,7 +51,7 @@ def _records(n: int, decision: Decision, pictures: list[np.ndarray] | None):
         image = pictures[i % len(pictures)] if pictures else None
         overlay = pictures[(i + 1) % len(pictures)] if pictures else None
         verdict = Verdict(i, 0.9 if decision == Decision.FAIL else 0.1, decision, 0.5, None,
-                          "bench-model", 4.0)
+                          BENCH_MODEL, 4.0)
         yield InspectionRecord(verdict, t0 + i * 1e-3, "station-1", "cam-1", "part-A", image, overlay)
 
 
@@ -86,7 +88,7 @@ def build_rows(log: InspectionLog, n: int, days: float = 30.0, chunk: int = 50_0
         score = np.where(verdict == "FAIL", 0.6 + 0.4 * rng.random(m), 0.55 * rng.random(m))
         label = np.where((verdict == "FAIL") & (rng.random(m) < 0.5), "confirmed_defect", None)
         rows = [{"t_us": int(t), "station": s, "camera": "cam-1", "product": p,
-                 "model_id": "bench-model", "frame_id": done + i, "score": float(sc),
+                 "model_id": BENCH_MODEL, "frame_id": done + i, "score": float(sc),
                  "threshold": 0.6, "verdict": v, "latency_ms": 4.0, "label": lb}
                 for i, (t, s, p, sc, v, lb) in enumerate(zip(
                     t_us, stations[rng.integers(0, 2, m)], products[rng.integers(0, 3, m)],
@@ -109,8 +111,10 @@ def _median_ms(fn, repeat: int = 7) -> float:
 
 
 def check_scratch(url: str, folder: Path) -> dict[str, int]:
-    """Rows in each table of the database at `url` (log_meta, which any fresh log has, aside);
-    read with a plain connection: opening it as a log could already upgrade its schema."""
+    """Rows in each table of the database at `url` that the bench did not write (log_meta,
+    which any fresh log has, aside; an earlier bench run's inspections rows aside, so a
+    scratch database can be used again). Read with a plain connection: opening it as a log
+    could already upgrade its schema."""
     from sqlalchemy import inspect
 
     from engine.log.database import make_engine, resolve
@@ -121,7 +125,7 @@ def check_scratch(url: str, folder: Path) -> dict[str, int]:
         with engine.connect() as conn:
             names = [n for n in inspect(conn).get_table_names() if n != "log_meta"]
             quote = engine.dialect.identifier_preparer.quote
-            counts = {n: conn.execute(text(f"SELECT COUNT(*) FROM {quote(n)}")).scalar_one()
+            counts = {n: conn.execute(*_count_query(quote(n), n == "inspections")).scalar_one()
                       for n in names}
     except OperationalError as e:
         raise InspectError(f"Cannot open the database at {url} "
@@ -129,6 +133,13 @@ def check_scratch(url: str, folder: Path) -> dict[str, int]:
     finally:
         engine.dispose()
     return {n: c for n, c in counts.items() if c}
+
+
+def _count_query(table: str, skip_bench_rows: bool):
+    if skip_bench_rows:
+        return (text(f"SELECT COUNT(*) FROM {table} WHERE model_id IS NULL OR model_id <> :m"),
+                {"m": BENCH_MODEL})
+    return (text(f"SELECT COUNT(*) FROM {table}"),)
 
 
 def run(args, folder: Path) -> dict:
