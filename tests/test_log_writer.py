@@ -156,7 +156,7 @@ def test_locked_database_is_retried_until_it_recovers(tmp_path):
         assert kinds.index("db_error") < kinds.index("db_recovered")
 
 
-def test_stop_with_database_down_reports_loss_and_pictures_come_back(tmp_path):
+def test_stop_with_database_down_keeps_every_verdict_for_the_next_start(tmp_path):
     from engine.log import InspectionLog
     events = []
     cfg = LogConfig(sqlite_busy_timeout_s=0.05, warn_free_mb=1, reserve_free_mb=0)
@@ -171,15 +171,23 @@ def test_stop_with_database_down_reports_loss_and_pictures_come_back(tmp_path):
     blocker.execute("COMMIT")
     blocker.close()
     log.close()
-    assert stats.lost == 10 and stats.committed == 0
-    lost = [e for e in events if e.kind == "lost"]
-    assert lost and lost[0].level == "error"
-    assert sum(e.details["by_verdict"].get("FAIL", 0) for e in lost) == 4
-    # The 4 FAIL pictures reached the disk: the next start turns them back into rows.
-    with InspectionLog.open(tmp_path / "log", cfg) as log:
-        assert log.startup_check.rows_rebuilt == 4
+    assert (stats.lost, stats.committed, stats.deferred) == (0, 0, 10)
+    deferred = [e for e in events if e.kind == "deferred"]
+    assert deferred and deferred[0].level == "warning" and "next start" in deferred[0].message
+    # All ten wait in the journal (the 4 FAIL pictures reached the disk): the next start
+    # writes every one, with its pictures, and says so.
+    events.clear()
+    with InspectionLog.open(tmp_path / "log", cfg, events.append) as log:
+        assert log.recovered.rows == 10 and log.startup_check.rows_rebuilt == 0
         assert log.count(InspectionFilter(verdicts=("FAIL",))) == 4
-        assert sorted(r.frame_id for r in log.page().rows) == [0, 1, 2, 3]
+        assert sorted(r.frame_id for r in log.page().rows) == list(range(10))
+        fails = log.page(InspectionFilter(verdicts=("FAIL",))).rows
+        assert {r.picture_state for r in fails} == {PictureState.OK}
+        assert np.array_equal(_read_rgb(fails[-1].image_path), picture(fails[-1].frame_id))
+        assert any(e.kind == "recovered" for e in events)
+        assert not any(e.kind == "abrupt_stop" for e in events)      # it closed cleanly
+    with InspectionLog.open(tmp_path / "log", cfg) as log:            # exactly once
+        assert log.count() == 10 and log.recovered.rows == 0
 
 
 def test_adaptive_png_goes_stored_under_a_backlog(tmp_path):

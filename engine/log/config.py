@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PNG_MODES = ("adaptive", "compressed", "stored")
+DB_FAILURE_MODES = ("stop", "spool")
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,24 @@ class LogConfig:
     sqlite_busy_timeout_s: float = 10.0
     db_retry_max_s: float = 5.0            # longest pause between retries of a failed commit
 
+    # When the database fails while the line runs. "stop": after db_stop_after_s without a
+    # commit the writer says the line must stop (LogWriter.problem), and the rows wait in
+    # the journal. "spool": the line runs on; every verdict waits in the local journal
+    # (pictures in the pictures folder) and is written when the database answers again;
+    # a server unreachable when the log opens is tried again the same way.
+    on_db_failure: str = "stop"
+    db_stop_after_s: float = 3.0
+    # The journal (pictures_dir/.journal): every verdict is written there before it is
+    # queued, so a killed app loses none; fdatasync'ed every journal_sync_s for a power cut.
+    journal_sync_s: float = 0.2
+    journal_segment_mb: float = 32.0
+
     def __post_init__(self) -> None:
         if self.png_mode not in PNG_MODES:
             raise ValueError(f"png_mode must be one of {PNG_MODES}, got {self.png_mode!r}")
         if self.queue_size < 1 or self.batch_size < 1 or self.encoder_threads < 1:
             raise ValueError("queue_size, batch_size and encoder_threads must be at least 1")
+        if self.on_db_failure not in DB_FAILURE_MODES:
+            raise ValueError(f"on_db_failure must be one of {DB_FAILURE_MODES}, got {self.on_db_failure!r}")
+        if not 0 < self.journal_sync_s <= 0.2:
+            raise ValueError("journal_sync_s must be above 0 and at most 0.2 s (the promised bound)")

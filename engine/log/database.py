@@ -50,7 +50,51 @@ def make_engine(url: URL, busy_timeout_s: float = 10.0) -> Engine:
         _install_sqlite_hooks(engine, busy_timeout_s)
         return engine
     # pre_ping: a plant server restarts; a stale pooled connection should not fail a query.
-    return create_engine(url, pool_pre_ping=True)
+    # connect_timeout: a server that does not answer must fail in seconds, not minutes, so
+    # the writer stops the line (or spools) in a bounded time.
+    args = {"connect_timeout": 5} if url.get_backend_name() == "postgresql" else {}
+    return create_engine(url, pool_pre_ping=True, connect_args=args)
+
+
+def is_server(location: str | Path) -> bool:
+    """A database URL other than an SQLite file: pictures then need a folder of their own."""
+    text = str(location)
+    return "://" in text and not text.startswith("sqlite")
+
+
+def check_place(location: str | Path, pictures_dir: Path | None) -> None:
+    """Raise InspectError (one sentence) if the log could never open there: an unreadable
+    URL, a driver this app lacks, a pictures folder that cannot be written. The server
+    itself is not asked (it may be down now and up at the next start)."""
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+    try:
+        url, pictures = resolve_url_only(location, pictures_dir)
+        if url.get_backend_name() != "sqlite":
+            url.get_dialect().import_dbapi()
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise InspectError(f"The database URL {str(location)!r} cannot be used ({exc}); "
+                           "write it like postgresql://user@server/database.") from exc
+    except ImportError as exc:
+        raise InspectError(f"This app has no driver for {url.drivername} ({exc}); use PostgreSQL "
+                           "(postgresql://...) or leave the URL empty for the local file.") from exc
+    try:
+        pictures.mkdir(parents=True, exist_ok=True)
+        probe = pictures / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InspectError(f"The pictures folder {pictures} cannot be written "
+                           f"({exc.strerror or exc}); choose a data folder this app may write.") from exc
+
+
+def resolve_url_only(location: str | Path, pictures_dir: Path | None) -> tuple[URL, Path]:
+    """resolve() without creating the SQLite folder."""
+    text = str(location)
+    if "://" not in text:
+        path = Path(text).expanduser()
+        db_file = path if path.suffix in (".sqlite3", ".sqlite", ".db") else path / DB_FILE_NAME
+        return URL.create("sqlite", database=str(db_file)), Path(pictures_dir or db_file.parent / PICTURES_DIR_NAME)
+    return resolve(location, pictures_dir)
 
 
 def _install_sqlite_hooks(engine: Engine, busy_timeout_s: float) -> None:

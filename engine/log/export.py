@@ -15,7 +15,7 @@ from engine.log.records import InspectionRow
 
 CSV_COLUMNS = ("id", "time_utc", "station", "camera", "product", "model_id", "frame_id",
                "score", "threshold", "verdict", "latency_ms", "label", "note", "labeled_by",
-               "labeled_at_utc", "picture_state", "image", "overlay")
+               "labeled_at_utc", "picture_state", "image", "overlay", "reason")
 
 
 def iter_rows(read_page, flt: InspectionFilter, page_size: int = 2000) -> Iterator[InspectionRow]:
@@ -45,7 +45,7 @@ def csv_line(row: InspectionRow, root: Path) -> list:
             row.latency_ms, row.label.value if row.label else "", row.note or "",
             row.labeled_by or "", _utc(row.labeled_at_us),
             row.picture_state.value if row.picture_state else "",
-            _rel(row.image_path, root), _rel(row.overlay_path, root)]
+            _rel(row.image_path, root), _rel(row.overlay_path, root), row.reason or ""]
 
 
 def write_csv(rows: Iterator[InspectionRow], out, root: Path) -> int:

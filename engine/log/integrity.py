@@ -111,6 +111,7 @@ def _rebuild_row(store: PictureStore, rel: str) -> dict | None:
     if overlay and not store.path(overlay).is_file():
         overlay = None
     row = {k: meta[k] for k in _REBUILT_FIELDS}
+    row["reason"] = meta.get("reason")            # v3 pictures carry it
     row.update(image_path=rel, overlay_path=overlay, picture_state=PictureState.OK.value,
                picture_bytes=store.size_of(rel, overlay))
     return row

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -23,22 +24,44 @@ from engine.log import export, integrity, queries, registry
 from engine.log.config import LogConfig
 from engine.log.database import make_engine, resolve
 from engine.log.events import safe_call
-from engine.log.migrations import migrate
+from engine.log.journal import Journal
+from engine.log.migrations import migrate, read_version
 from engine.log.pictures import PictureStore, StoreLock
 from engine.log.queries import InspectionFilter, Page, PageCursor, ShiftPlan, SortKey, SummaryRow
 from engine.log.records import (InspectionRecord, InspectionRow, Label, LogEvent, ModelInfo,
                                 ThresholdChange)
+from engine.log.recovery import Replay, replay
 from engine.log.retention import RetentionResult, RetentionWorker, apply_retention
+from engine.log.schema import SCHEMA_VERSION
 from engine.log.writer import LogWriter, WriterStats
 
 
+ABRUPT_BOUND = 1      # verdicts a killed app may lose: the one being judged at that instant
+
+
+class LogInUse(InspectError):
+    """Another process writes this log's pictures folder (and journal)."""
+
+    def __init__(self, message: str, holder: dict | None):
+        super().__init__(message)
+        self.holder = holder
+
+
 class InspectionLog:
-    def __init__(self, engine: Engine, pictures: PictureStore, config: LogConfig):
+    def __init__(self, engine: Engine, pictures: PictureStore, config: LogConfig,
+                 read_only: bool = False):
         self.engine = engine
         self.pictures = pictures
         self.config = config
+        self.read_only = read_only
+        self.online = True                   # False: opened in spool mode, server not answering
         self.schema_upgraded_from: int | None = None
         self.startup_check: integrity.PictureCheck | None = None
+        self.journal: Journal | None = None
+        self.checkpoint = 0                  # journal entries up to here are in the database
+        self.recovered: Replay | None = None  # what the journal gave back when opening
+        self.abrupt_stop = ""                # said when the last run did not close
+        self._store_lock: StoreLock | None = None
         self._listeners: list[Callable[[LogEvent], None]] = []
         self._writer: LogWriter | None = None
         self._retention: RetentionWorker | None = None
@@ -46,30 +69,106 @@ class InspectionLog:
 
     @classmethod
     def open(cls, location: str | Path, config: LogConfig = LogConfig(),
-             on_event: Callable[[LogEvent], None] | None = None) -> "InspectionLog":
+             on_event: Callable[[LogEvent], None] | None = None,
+             read_only: bool = False) -> "InspectionLog":
         """Open (creating or upgrading) the log at a folder, an SQLite file or a database URL,
-        then check pictures against rows (see integrity.py) and report what was repaired."""
+        replay its journal, check pictures against rows (see integrity.py) and report what was
+        repaired. Only one process writes a log's pictures folder: a second gets LogInUse,
+        saying who holds it; read_only=True opens it for reading beside that writer."""
         url, pictures_dir = resolve(location, config.pictures_dir)
         engine = make_engine(url, config.sqlite_busy_timeout_s)
-        log = cls(engine, PictureStore(pictures_dir, fsync=config.fsync_pictures), config)
+        log = cls(engine, PictureStore(pictures_dir, fsync=config.fsync_pictures), config, read_only)
         if on_event is not None:
             log.add_listener(on_event)
         try:
-            found, now = migrate(engine)
-            if 0 < found < now:
-                log.schema_upgraded_from = found
-                log.emit("schema_upgraded", "info",
-                         f"The inspection log was upgraded from schema v{found} to v{now}.")
-            log.startup_check = log.check_pictures(
-                since_hours=config.startup_check_hours, repair=True)
+            if read_only:
+                log._open_read_only()
+            else:
+                log._open_for_writing()
         except OperationalError as exc:          # server down, wrong password, unreadable file
-            engine.dispose()
+            log._release()
             raise InspectError(f"Cannot open the inspection log at {log.url}: "
                                f"{str(exc.orig).strip().splitlines()[0]}") from exc
         except BaseException:
-            engine.dispose()
+            log._release()
             raise
         return log
+
+    def _open_read_only(self) -> None:
+        with self.engine.connect() as conn:
+            found = read_version(conn)
+        if found != SCHEMA_VERSION:
+            raise InspectError(f"The inspection log at {self.url} has schema v{found}, this app "
+                               f"reads v{SCHEMA_VERSION}; it can only be opened read-only once the "
+                               "app writing it has upgraded it.")
+
+    def _open_for_writing(self) -> None:
+        lock = StoreLock(self.pictures.root)
+        if not lock.acquire():
+            holder = lock.holder()
+            raise LogInUse(f"The inspection log's folder {self.pictures.root} is in use by "
+                           f"{_describe(holder)}: only one app may write it. Close that app, or "
+                           "give this one its own data folder.", holder)
+        self._store_lock = lock
+        try:
+            found, now = migrate(self.engine)
+        except OperationalError as exc:
+            if self.config.on_db_failure != "spool":
+                raise
+            self.online = False
+            self.emit("spooling", "warning",
+                      f"The inspection log database {self.url} does not answer "
+                      f"({str(exc.orig).strip().splitlines()[0]}): verdicts are spooled in the "
+                      "local journal and written when it answers.")
+        else:
+            self._schema_found(found, now)
+        self.journal, moved = Journal.open(self.pictures.root, self.url,
+                                           int(self.config.journal_segment_mb * 1e6))
+        for folder in moved:
+            self.emit("journal_moved", "warning",
+                      f"A journal left for another log was moved aside to {folder}; its "
+                      "verdicts were not written here.", {"folder": str(folder)})
+        if self.online:
+            self.recovered = replay(self.engine, self.pictures, self.journal)
+            self.checkpoint = self.recovered.checkpoint
+            self.startup_check = self.check_pictures(
+                since_hours=self.config.startup_check_hours, repair=True)
+        self._report_last_run(lock.previous)
+
+    def _schema_found(self, found: int, now: int) -> None:
+        if 0 < found < now:
+            self.schema_upgraded_from = found
+            self.emit("schema_upgraded", "info",
+                      f"The inspection log was upgraded from schema v{found} to v{now}.")
+
+    def go_online(self) -> None:
+        """The server answers again (the writer, spooling): bring its schema up to date."""
+        found, now = migrate(self.engine)
+        self._schema_found(found, now)
+        self.online = True
+
+    def _report_last_run(self, previous: dict | None) -> None:
+        rec = self.recovered or Replay()
+        got = (f"{rec.rows + rec.counted} verdicts were recovered from the journal"
+               + (f" ({rec.pictures_missing} FAIL/REVIEW without their pictures)"
+                  if rec.pictures_missing else ""))
+        details = {"recovered": rec.rows + rec.counted, "rows": rec.rows, "counted": rec.counted,
+                   "pictures_missing": rec.pictures_missing, "refused": rec.refused,
+                   "bound": ABRUPT_BOUND}
+        if previous is not None:
+            last = self.journal.last_t_us if self.journal else None
+            when = _local_time(last / 1e6 if last else previous.get("since"))
+            self.abrupt_stop = (f"The app stopped abruptly at {when} (its last recorded verdict); "
+                                f"up to {ABRUPT_BOUND} verdict after it may be missing (the part "
+                                f"being judged at that instant); {got}.")
+            details.update(previous=previous, last_verdict_us=last)
+            self.emit("abrupt_stop", "warning", self.abrupt_stop, details)
+        elif rec.rows + rec.counted:
+            self.emit("recovered", "info", f"When the app last stopped the database was not "
+                      f"reachable; now {got} and written.", details)
+        if rec.refused:
+            self.emit("lost", "error", f"{rec.refused} verdicts from the journal were refused by "
+                      "the database (bad data) and could not be logged.", details)
 
     @property
     def url(self) -> str:
@@ -98,6 +197,9 @@ class InspectionLog:
         with self._lock:
             if self._writer is not None and self._writer.running:
                 return self._writer
+            if self.read_only or self.journal is None:
+                raise InspectError(f"The inspection log at {self.url} is open read-only (another "
+                                   "app writes it): it cannot take verdicts here.")
             self._writer = LogWriter(self).start()
             policy = self.config.retention
             if policy.keep_days is not None or policy.keep_gb is not None:
@@ -122,11 +224,23 @@ class InspectionLog:
             if self._writer is None:
                 return None
             stats = self._writer.stop(timeout)
+            self.checkpoint = max(self.checkpoint, self._writer.checkpoint)
             self._writer = None
             return stats
 
     def close(self, timeout: float = 10.0) -> None:
         self.stop_writer(timeout)
+        self._release()
+
+    def _release(self) -> None:
+        """A clean close: the journal keeps only what the database lacks, the folder's
+        lock file says no run is left unfinished."""
+        if self.journal is not None:
+            self.journal.close(self.checkpoint)
+            self.journal = None
+        if self._store_lock is not None:
+            self._store_lock.release()
+            self._store_lock = None
         self.engine.dispose()
 
     def __enter__(self) -> "InspectionLog":
@@ -216,17 +330,14 @@ class InspectionLog:
         if self._writer is not None and self._writer.running:
             raise RuntimeError("stop the writer before checking pictures")
         since_us = None if since_hours is None else int((time.time() - since_hours * 3600) * 1e6)
-        lock = StoreLock(self.pictures.root)
-        if not lock.acquire():
-            result = integrity.PictureCheck(skipped="another program is writing into the pictures folder")
+        if self._store_lock is None:
+            result = integrity.PictureCheck(skipped="opened read-only: another program is "
+                                                    "writing into the pictures folder")
             self.emit("pictures_checked", "warning",
                       f"Picture check skipped: another program is writing into {self.pictures.root}.")
             return result
-        try:
-            result = integrity.check_pictures(self.engine, self.pictures, since_us, repair,
-                                              self.config.stations)
-        finally:
-            lock.release()
+        result = integrity.check_pictures(self.engine, self.pictures, since_us, repair,
+                                          self.config.stations)
         if result.problems:
             done = "repaired" if result.repaired else "found, not repaired"
             self.emit("pictures_checked", "warning",
@@ -251,3 +362,17 @@ class InspectionLog:
         """Apply the configured retention once, now (the worker does it every interval)."""
         return apply_retention(self.engine, self.pictures, self.config.retention, now_s,
                                stations=self.config.stations)
+
+
+def _describe(holder: dict | None) -> str:
+    if not holder:
+        return "another program"
+    since = holder.get("since")
+    return (f"process {holder.get('pid', '?')} on {holder.get('host', '?')}"
+            + (f" (since {_local_time(since)})" if since else ""))
+
+
+def _local_time(t: float | None) -> str:
+    if t is None:
+        return "an unknown time"
+    return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")

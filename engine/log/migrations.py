@@ -92,8 +92,13 @@ def _v2(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _v3(conn: Connection) -> None:
+    """Why a decision is what it is (a non-finite score is a FAIL and says so)."""
+    conn.execute(text("ALTER TABLE inspections ADD COLUMN reason TEXT"))
+
+
 # version -> the step that produces it from the version before
-STEPS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2}
+STEPS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3}
 assert max(STEPS) == SCHEMA_VERSION, "schema.py and migrations.py disagree on the version"
 
 

@@ -8,9 +8,12 @@ leaves at worst a temporary file (deleted at startup) or a finished picture with
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import shutil
+import socket
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -67,13 +70,15 @@ LOCK_NAME = ".writer.lock"
 
 
 class StoreLock:
-    """One writer per pictures folder, across processes. The startup check takes it too:
-    a picture another process has renamed but not yet committed must not look orphaned.
-    The operating system drops the lock when its process dies (even by SIGKILL)."""
+    """One writer per pictures folder, across processes. The log holds it from open to
+    close when it writes. The operating system drops the lock when its process dies (even
+    by SIGKILL); the file keeps who held it (pid, host, since) until a clean close empties
+    it, so the next holder knows whether the last run ended abruptly."""
 
     def __init__(self, root: Path):
         self.path = Path(root) / LOCK_NAME
         self._file = None
+        self.previous: dict | None = None      # holder info a run that did not close left
 
     def acquire(self) -> bool:
         f = open(self.path, "a+b")
@@ -89,12 +94,41 @@ class StoreLock:
             f.close()
             return False
         self._file = f
+        self.previous = self._parse(f)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps(me).encode())
+        f.flush()
         return True
 
+    def holder(self) -> dict | None:
+        """Who holds the lock now (read while another process has it)."""
+        try:
+            with open(self.path, "rb") as f:
+                return self._parse(f)
+        except OSError:
+            return None
+
+    @staticmethod
+    def _parse(f) -> dict | None:
+        try:
+            f.seek(0)
+            data = f.read()
+            return json.loads(data) if data.strip() else None
+        except (OSError, ValueError):
+            return None
+
     def release(self) -> None:
+        """A clean release: the file is emptied (no run left unfinished)."""
         if self._file is not None:
-            self._file.close()          # closing drops the lock on every platform
-            self._file = None
+            try:
+                self._file.seek(0)
+                self._file.truncate()
+                self._file.flush()
+            finally:
+                self._file.close()      # closing drops the lock on every platform
+                self._file = None
 
 
 class PictureStore:
@@ -190,7 +224,7 @@ class PictureStore:
                 if rel_dir < since_hour[:len(rel_dir)] and depth <= 4:
                     dirnames[:] = []
                     continue
-            dirnames.sort()
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))   # .journal
             for name in filenames:
                 if name.startswith("."):      # the writer lock, editor/OS droppings
                     continue

@@ -67,7 +67,8 @@ class LogEvent:
     """A status report for the GUI: `kind` is a stable code, `message` a sentence to show.
 
     kinds: queue_full, pictures_dropped, disk_low, disk_full, db_error, db_recovered,
-    lost, pictures_checked, retention, schema_upgraded, writer_error.
+    lost, pictures_checked, retention, schema_upgraded, writer_error, spooling, deferred,
+    recovered, abrupt_stop, journal_error, journal_moved.
     """
     kind: str
     level: str                      # "info" | "warning" | "error"
@@ -96,6 +97,7 @@ class InspectionRow:
     note: str | None
     labeled_by: str | None
     labeled_at_us: int | None
+    reason: str | None = None       # why the decision is not the plain comparison (NaN score…)
 
     @property
     def time(self) -> datetime:

@@ -1,4 +1,4 @@
-"""The current layout of the log's tables (schema version 2), for queries and the writer.
+"""The current layout of the log's tables (schema version 3), for queries and the writer.
 
 The tables are *created* by the steps in migrations.py, never from this file, so a new log
 and an upgraded old one go through the same code; a test checks both match this file.
@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import (BigInteger, Column, Float, Index, Integer, MetaData, String, Table,
                         Text)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # SQLite auto-numbers only an INTEGER PRIMARY KEY (the rowid); BIGINT elsewhere.
 RowId = BigInteger().with_variant(Integer(), "sqlite")
@@ -45,6 +45,9 @@ inspections = Table(
     Column("picture_state", String(10)),
     Column("labeled_by", String(64)),
     Column("labeled_at_us", BigInteger),
+    # v3: why a decision is not the plain score comparison (a non-finite score: FAIL, with
+    # the score stored as +inf because SQLite cannot keep NaN in a NOT NULL column)
+    Column("reason", Text),
 )
 
 # Every history-view index ends in id: keyset paging orders by (key, id).
