@@ -139,12 +139,18 @@ def parse_polygon(text: str) -> tuple[tuple[int, int], ...] | None:
 class StorageSettings:
     folder: str = ""                 # data folder: log, pictures, models. Empty: the app's default
     database_url: str = ""           # empty: SQLite in the folder; else e.g. postgresql://...
+    # When the log's database fails: "stop" judging until it is writable again, or "spool":
+    # judge on, every verdict waiting in the local journal until the database answers.
+    when_log_fails: str = "stop"
 
     def problems(self) -> list[str]:
+        out = []
         if self.database_url and "://" not in self.database_url:
-            return [f"Database URL {self.database_url!r} is not a URL (e.g. "
-                    "postgresql://user@server/db), or leave it empty for the local file."]
-        return []
+            out.append(f"Database URL {self.database_url!r} is not a URL (e.g. "
+                       "postgresql://user@server/db), or leave it empty for the local file.")
+        if self.when_log_fails not in ("stop", "spool"):
+            out.append(f"When the log fails must be stop or spool, not {self.when_log_fails!r}.")
+        return out
 
 
 @dataclass(frozen=True)
@@ -254,7 +260,7 @@ _KINDS: dict[type, dict[str, str]] = {
                      "trigger": "text"},
     LayoutSettings: {"tiling": "bool", "tile_scale": "number", "roi": "roi",
                      "roi_polygon": "polygon"},
-    StorageSettings: {"folder": "text", "database_url": "text"},
+    StorageSettings: {"folder": "text", "database_url": "text", "when_log_fails": "text"},
     ProductSettings: {"model_file": "text", "threshold": "number?", "review_below": "number?"},
     Settings: {"schema_version": "whole", "station": "text", "operator": "text",
                "device": "text", "model_size": "text", "image_size": "whole",
