@@ -141,6 +141,9 @@ class LearnScreen(QWidget):
         self.hist.setMouseEnabled(x=False, y=False)
         self.bars = pg.PlotDataItem(stepMode="center", fillLevel=0, brush=(31, 119, 180, 120))
         self.hist.addItem(self.bars)
+        # synthetic defects pasted into the held-out parts: where the threshold has to catch
+        self.synthetic_bars = pg.PlotDataItem(stepMode="center", fillLevel=0, brush=(230, 120, 20, 110))
+        self.hist.addItem(self.synthetic_bars)
         self.proposed = pg.InfiniteLine(angle=90, pen=pg.mkPen("#c62828", width=2))
         self.hist.addItem(self.proposed)
         self.proposed.hide()
@@ -375,18 +378,19 @@ class LearnScreen(QWidget):
         meta = result["meta"]
         scores = np.asarray(meta["holdout_scores"], dtype=np.float64)
         t = float(meta["threshold"])
-        edges = score_edges(scores, extra=(t,), bins=20)
+        syn = meta.get("synthetic_check")
+        syn_scores = np.asarray(syn["scores"] if syn else [], dtype=np.float64)
+        syn_scores = syn_scores[np.isfinite(syn_scores)]
+        edges = score_edges(scores, syn_scores, extra=(t,), bins=30)
         self.bars.setData(edges, histogram(scores, edges))
+        self.synthetic_bars.setData(edges, histogram(syn_scores, edges))
+        self.synthetic_bars.setVisible(bool(syn_scores.size))
         self.proposed.setPos(t)
         self.proposed.show()
         self.progress.setValue(1000)
         took = time.monotonic() - self._t0
         self.progress_text.setText(f"Learned in {took:.0f} s.")
-        self.result_text.setText(
-            f"Proposed threshold {t:.4f} (red line). {len(scores)} held-out good parts scored "
-            f"{scores.min():.4f} to {scores.max():.4f}; {100 * meta['holdout_false_reject_rate']:.0f} % "
-            "of them would be rejected. Teacher: " + ("RANDOM (testing only)" if meta.get("teacher") == "random"
-                                                      else Path(str(meta.get("teacher"))).name) + ".")
+        self.result_text.setText(learn_result_text(meta))
 
     # ---- step 3: save --------------------------------------------------------------------
     def save(self) -> None:
@@ -440,3 +444,21 @@ class LearnScreen(QWidget):
         if self.job is not None:
             self.job.cancel()
         self.services.pipeline.cancel_capture()
+
+
+def learn_result_text(meta: dict) -> str:
+    """What the engineer reads under the histogram: the threshold, the false-reject rate it
+    aims at and how sure that is, and what the synthetic defects say it catches."""
+    from engine.calibration import ThresholdEstimate
+    from engine.synthetic import SyntheticCheck
+    scores = np.asarray(meta["holdout_scores"], dtype=np.float64)
+    text = (f"Proposed threshold {float(meta['threshold']):.4f} (red line); held-out good parts "
+            f"(blue) scored {scores.min():.4f} to {scores.max():.4f}. ")
+    if meta.get("threshold_estimate"):
+        text += ThresholdEstimate.from_dict(meta["threshold_estimate"]).sentence() + " "
+    if meta.get("synthetic_check"):
+        text += (SyntheticCheck.from_dict(meta["synthetic_check"]).sentence()
+                 + " (orange: synthetic defects; a real defect may be subtler). ")
+    teacher = meta.get("teacher")
+    return text + "Teacher: " + ("RANDOM (testing only)" if teacher == "random"
+                                 else Path(str(teacher)).name) + "."
