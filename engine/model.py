@@ -91,8 +91,22 @@ def _points(v, n: int | None, lo: int) -> bool:
 
 
 def _short(v) -> str:
-    text = repr(v)
+    """A value for a message: one line, at most 60 characters."""
+    text = " ".join(repr(v).split())
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _shown(p) -> str:
+    """A path for a message: as is when printable, else quoted with escapes (one line)."""
+    text = str(p)
+    text = text if text.isprintable() else repr(text)
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _one_line(e: BaseException, n: int) -> str:
+    """An exception's text on one line (torch's are often several), at most n characters."""
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(e)).split())    # no terminal colours
+    return text if len(text) <= n else text[:n - 3] + "..."
 
 
 # Ranges wider than anything training writes, narrow enough that building the networks
@@ -289,9 +303,9 @@ def _read_torch_file(path: str | Path, what: str = "Model file") -> object:
         raise InspectError(f"{what} {_short(str(path))} cannot be used ({e.strerror}); "
                            "check the path.") from e
     if not exists:
-        raise InspectError(f"{what} {path} does not exist; check the path.")
+        raise InspectError(f"{what} {_shown(path)} does not exist; check the path.")
     if not is_file:
-        raise InspectError(f"{what} {path} is a folder, not a file; choose the file itself.")
+        raise InspectError(f"{what} {_shown(path)} is a folder, not a file; choose the file itself.")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:    # pickle of a whole module, truncated file, not a torch file...
@@ -299,9 +313,12 @@ def _read_torch_file(path: str | Path, what: str = "Model file") -> object:
                if what == "Model file" else
                "the shipped teacher, the authors' teacher_small.pth / teacher_medium.pth or "
                "an anomalib EfficientAD checkpoint")
+        # torch's own advice ("can still be loaded if you trust the source") is not ours.
+        why = ("it holds Python objects besides weights and plain values; this app never loads "
+               "those, as they could run code" if "Weights only load failed" in str(e)
+               else f"{type(e).__name__}: {_one_line(e, 200)}")
         raise InspectError(
-            f"{path} is not a {what.lower()} this app can read ({type(e).__name__}: "
-            f"{str(e)[:200]}). Use {use}.") from e
+            f"{_shown(path)} is not a {what.lower()} this app can read ({why}). Use {use}.") from e
 
 
 def load_checkpoint(path: str | Path) -> tuple[EfficientAD, dict]:
@@ -313,11 +330,11 @@ def load_checkpoint(path: str | Path) -> tuple[EfficientAD, dict]:
         hint = ""
         if isinstance(ckpt, dict) and _looks_like_teacher(ckpt):
             hint = " It looks like a teacher file: pass it with --teacher when training."
-        raise InspectError(f"{path} is not an inspection model file.{hint}")
+        raise InspectError(f"{_shown(path)} is not an inspection model file.{hint}")
     version = ckpt.get("version")
     if isinstance(version, int) and not isinstance(version, bool) and version > CHECKPOINT_VERSION:
         raise InspectError(
-            f"{path} was written by a newer version of this app (model format {version}, "
+            f"{_shown(path)} was written by a newer version of this app (model format {version}, "
             f"this app reads up to {CHECKPOINT_VERSION}). Update the app to use it.")
     try:
         if not _whole(version, 1, CHECKPOINT_VERSION):
@@ -328,7 +345,7 @@ def load_checkpoint(path: str | Path) -> tuple[EfficientAD, dict]:
         _load_weights(model, ckpt.get("state_dict"))
         meta = _checked_meta(ckpt.get("meta", {}))
     except InspectError as e:
-        raise InspectError(f"{path} is damaged: {e}. Learn good parts again, or use another "
+        raise InspectError(f"{_shown(path)} is damaged: {e}. Learn good parts again, or use another "
                            "model file.") from e
     model.eval()
     return model, meta
@@ -345,7 +362,7 @@ def _load_weights(model: EfficientAD, sd: object) -> None:
     try:
         model.load_state_dict(sd)
     except (RuntimeError, ValueError, TypeError) as e:
-        raise InspectError(f"its weights do not fit its own config ({str(e)[:300]})") from e
+        raise InspectError(f"its weights do not fit its own config ({_one_line(e, 300)})") from e
     check_finite_model(model)
 
 

@@ -301,7 +301,8 @@ def _kind_ok(kind: str, v) -> bool:
 
 
 def _short(v) -> str:
-    text = repr(v)
+    """A value for a message: one line, at most 60 characters."""
+    text = " ".join(repr(v).split())
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -326,10 +327,11 @@ def _section(cls, raw, where: str, out: list[Problem], problems_of=None):
         out.append(Problem(f"Settings: {where} must be a JSON object, not {_short(raw)}.",
                            f"Using the defaults for {where}."))
         return default
-    unknown = sorted(str(k) for k in set(raw) - set(_KINDS[cls]))
+    unknown = sorted(_short(k) for k in set(raw) - set(_KINDS[cls]))
     if unknown:
-        out.append(Problem(f"Settings: unknown field(s) {', '.join(unknown)} in {where}; remove "
-                           "them or use the app version that wrote this file.", "They are ignored."))
+        names = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        out.append(Problem(f"Settings: unknown field(s) {names} in {where}; remove them or use "
+                           "the app version that wrote this file.", "They are ignored."))
     good = {}
     for name, kind in _KINDS[cls].items():
         if name not in raw:
@@ -471,8 +473,9 @@ def _read_json(path: Path):
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
         # ValueError: broken JSON, and numbers too long to read; RecursionError: [[[[...]]]]
-        raise InspectError(f"The settings file {path} cannot be read ({str(e)[:200]}). Fix it, or "
-                           "delete or rename it to start from defaults.") from e
+        why = " ".join(str(e).split())[:200]
+        raise InspectError(f"The settings file {path} cannot be read ({why}). Fix it, or delete "
+                           "or rename it to start from defaults.") from e
 
 
 def load_settings(path: str | Path) -> Settings:

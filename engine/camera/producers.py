@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,13 @@ def default_producers() -> list[Path]:
     return [VIKY_CTI] if VIKY_CTI.exists() else []
 
 
+def _shown(p) -> str:
+    """A path for a message: as is when printable, else quoted with escapes (one line)."""
+    text = str(p)
+    text = text if text.isprintable() else repr(text)
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 def _named_by_variable(p: Path) -> bool:
     """Whether p is an entry of GENICAM_GENTL64_PATH that names nothing usable."""
     broken = gentl_path_entries()[1]
@@ -85,7 +93,7 @@ def _path_problem(p: Path) -> str:
         what = "does not exist" if not p.exists() else "is neither a folder nor a .cti file"
     except OSError as e:
         what = f"cannot be used ({e.strerror})"
-    return (f"{GENTL_PATH_VARIABLE} lists {p}, which {what}: correct the variable, or install "
+    return (f"{GENTL_PATH_VARIABLE} lists {_shown(p)}, which {what}: correct the variable, or install "
             "the camera maker's GenTL producer.")
 
 
@@ -150,14 +158,68 @@ _HUBS: dict[Path, ProducerHub] = {}
 _HUBS_LOCK = threading.Lock()
 
 
+def _check_elf(path: Path) -> None:
+    """Refuse an ELF library whose header or loadable segments reach past the end of the
+    file. The dynamic loader maps those segments and touching the missing pages kills the
+    whole process with SIGBUS (a producer copied or downloaded only in part does this).
+    Other files are left to the loader, which refuses them cleanly."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if head[:4] != b"\x7fELF":
+                return
+            size = os.fstat(f.fileno()).st_size
+            needed = _elf_extent(f, head, size)
+    except OSError as e:
+        raise InspectError(f"GenTL producer {_shown(path)} cannot be read ({e.strerror}).") from e
+    if needed is None:
+        raise InspectError(f"GenTL producer {_shown(path)} cannot be loaded: its ELF header is "
+                           "cut short or invalid. Install the producer again.")
+    if needed > size:
+        raise InspectError(f"GenTL producer {_shown(path)} cannot be loaded: the file is cut short "
+                           f"({size:,} bytes, it needs {needed:,}). Install the producer again.")
+
+
+def _elf_extent(f, head: bytes, size: int) -> int | None:
+    """How many bytes the ELF file's headers and PT_LOAD segments need; None: bad header."""
+    if len(head) < 52 or head[4] not in (1, 2) or head[5] not in (1, 2):
+        return None
+    wide, order = head[4] == 2, "<" if head[5] == 1 else ">"      # 64-bit, little-endian
+    if wide and len(head) < 64:
+        return None
+    phoff, shoff = struct.unpack_from(order + ("QQ" if wide else "II"), head, 32 if wide else 28)
+    phentsize, phnum, shentsize, shnum = struct.unpack_from(order + "HHHH", head,
+                                                            54 if wide else 42)
+    table_end = phoff + phentsize * phnum
+    ends = [table_end, shoff + shentsize * shnum if shnum else 0]
+    if phnum and table_end <= size and phentsize >= (56 if wide else 32):
+        f.seek(phoff)
+        table = f.read(phentsize * phnum)
+        for i in range(phnum):
+            kind, offset, filesz = _segment(table, i * phentsize, order, wide)
+            if kind == 1:                       # PT_LOAD: mapped by the loader
+                ends.append(offset + filesz)
+    return max(ends)
+
+
+def _segment(table: bytes, at: int, order: str, wide: bool) -> tuple[int, int, int]:
+    """(p_type, p_offset, p_filesz) of one ELF program header."""
+    if wide:
+        kind, _flags, offset, _va, _pa, filesz = struct.unpack_from(order + "IIQQQQ", table, at)
+    else:
+        kind, offset, _va, _pa, filesz = struct.unpack_from(order + "IIIII", table, at)
+    return kind, offset, filesz
+
+
 def _probe_producer(path: Path) -> None:
     """Load the producer once on its own to turn a broken file into a clear message
     (harvesters only logs it and shows no devices)."""
+    _check_elf(path)
     producer = gentl.GenTLProducer.create_producer()
     try:
         producer.open(str(path))
     except GENTL_ERRORS as e:
-        raise InspectError(f"GenTL producer {path} cannot be loaded: {first_line(e)}") from e
+        raise InspectError(f"GenTL producer {_shown(path)} cannot be loaded: {first_line(e)}") from e
     producer.close()
 
 
@@ -175,11 +237,11 @@ def check_producer(path: str | Path) -> Path:
         if is_file:
             p = p.resolve()
     except (OSError, RuntimeError) as e:  # a name too long, a symlink loop
-        raise InspectError(f"GenTL producer {str(p)[:200]} cannot be used ({e}); check the path.") from e
+        raise InspectError(f"GenTL producer {_shown(p)} cannot be used ({e}); check the path.") from e
     if not exists:
-        raise InspectError(f"GenTL producer {p} does not exist.")
+        raise InspectError(f"GenTL producer {_shown(p)} does not exist.")
     if not is_file:
-        raise InspectError(f"GenTL producer {p} is not a file.")
+        raise InspectError(f"GenTL producer {_shown(p)} is not a file.")
     hub(p)._start()
     return p
 
