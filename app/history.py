@@ -98,8 +98,8 @@ class RowsModel(QAbstractTableModel):
             return datetime.fromtimestamp(r.t_us / 1e6).strftime("%Y-%m-%d %H:%M:%S")
         if col == 2:
             return r.product
-        if col == 3:
-            return f"{r.score:.4f}"
+        if col == 3:                       # a NaN score is stored as +inf (see engine/log)
+            return f"{r.score:.4f}" + (" !" if r.reason else "")
         if col == 4:
             return r.verdict.value
         if col == 5:
@@ -325,7 +325,8 @@ class HistoryScreen(QWidget):
         by = f" by {r.labeled_by}" if r.labeled_by else ""
         self.detail_title.setText(f"<b>{r.verdict.value}</b> score {r.score:.4f} (threshold "
                                   f"{r.threshold:.4f}) · {r.product} · {when} · {r.camera} · "
-                                  f"{label}{by}")
+                                  f"{label}{by}"
+                                  + (f"<br><b>Why:</b> {r.reason}" if r.reason else ""))
         self.note.setText(r.note or "")
         self._load_detail_picture()
 

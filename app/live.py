@@ -24,6 +24,7 @@ VERDICT_STYLE = {
     "FAIL": "background:#c62828; color:white;",
     "REVIEW": "background:#f9a825; color:black;",
     "NONE": "background:#555; color:#ddd;",
+    "STOPPED": "background:#c62828; color:white;",
 }
 RECENT = 300          # scores kept for the plot and the Threshold screen
 
@@ -57,8 +58,11 @@ class LiveScreen(QWidget):
         self._draw_timer = QTimer(self)
         self._draw_timer.timeout.connect(self._draw)
         self._draw_timer.start(33)
+        self._log_timer = QTimer(self)           # log health: spooled counts, a failing writer
+        self._log_timer.timeout.connect(self._refresh_banner)
+        self._log_timer.start(1000)
         self._camera_state = "stopped"
-        self._no_log = False
+        self._halted = ""
         self._refresh_banner()
 
     # ---- layout ------------------------------------------------------------------------
@@ -175,6 +179,9 @@ class LiveScreen(QWidget):
     def _on_result(self, r) -> None:
         self.last_result = r
         self._pending = r
+        if r.halted != self._halted:             # judging stopped or resumed: say so now
+            self._halted = r.halted
+            self._refresh_banner()
         if r.verdict is not None:
             self.recent_scores.append(r.verdict.score)
             self.recent_labels.append(r.frame.label)
@@ -188,7 +195,10 @@ class LiveScreen(QWidget):
             return
         self.picture.set_rgb(r.shown)
         c = self.counter_labels
-        if r.verdict is None:
+        if r.halted:
+            self._set_verdict("STOPPED", "STOPPED")
+            self.score_label.setText("not judging: the log cannot record verdicts")
+        elif r.verdict is None:
             self._set_verdict("NONE", "NO MODEL")
             self.score_label.setText("no model for this product")
         else:
@@ -259,8 +269,26 @@ class LiveScreen(QWidget):
         self._refresh_banner()
 
     def _on_log_ready(self, lg) -> None:
-        self._no_log = lg is None
         self._refresh_banner()
+
+    def _log_lines(self) -> tuple[list[str], bool]:
+        """What the operator must know about the log: (lines, red). Red: parts are not
+        judged because the log could not record them."""
+        s = self.services
+        if s.log_state in ("opening", "closed"):
+            return [], False
+        lines, why = [], s.log_problem()
+        if why:
+            lines.append(f"NOT JUDGING — {why}")
+        lg = s.log
+        writer = lg.writer if lg is not None else None
+        spooled = writer.stats().spooled if writer is not None else 0
+        if spooled:
+            lines.append(f"The log database does not answer: {spooled:,} verdicts are spooled "
+                         "on this PC and will be written when it answers.")
+        if lg is not None and lg.abrupt_stop:
+            lines.append(lg.abrupt_stop)
+        return lines, bool(why)
 
     def _refresh_banner(self) -> None:
         lines, style = [], "background:#fff3cd; color:#5c4400;"
@@ -274,8 +302,10 @@ class LiveScreen(QWidget):
         elif info and not info.get("model_id"):
             lines.append(f"No model for this product ({self.services.settings.current_product}): "
                          "click Learn good parts.")
-        if self._no_log:
-            lines.append("Verdicts are NOT being logged: the inspection log could not be opened.")
+        log_lines, red = self._log_lines()
+        lines += log_lines
+        if red:
+            style = "background:#c62828; color:white;"
         text = "\n".join(lines)
         style += " padding:8px; font-size:16px; font-weight:bold;"
         # Camera status arrives every second: touch the widget only when something changed

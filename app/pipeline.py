@@ -42,6 +42,7 @@ class LiveResult:
     fails: int
     reviews: int
     logged: bool                     # handed to the inspection log
+    halted: str = ""                 # why this part was not judged (the log cannot record it)
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ class Pipeline:
                  on_result: Callable[[LiveResult], None] = lambda r: None,
                  on_model: Callable[[dict], None] = lambda info: None,
                  on_error: Callable[[str, BaseException], None] = lambda where, e: None,
-                 log_submit: Callable | None = None):
+                 log_submit: Callable | None = None,
+                 log_guard: Callable[[], str | None] | None = None):
         self.feed = feed                       # start(), stop(), latest(after_seq, timeout)
         self.station = station
         self.device = device
@@ -75,6 +77,10 @@ class Pipeline:
         self.on_model = on_model              # {"product", "model_id", "threshold", "meta"}
         self.on_error = on_error
         self.log_submit = log_submit           # InspectionRecord -> bool; None: not logging
+        # () -> why verdicts cannot be recorded now, or None. With a guard no part is judged
+        # that the log would not record: the camera runs on (Learn), judging stops.
+        self.log_guard = log_guard
+        self.halted = ""
         self.overlay_on = True
         self.opacity = 0.5
         self._spec: ModelSpec | None = None
@@ -236,30 +242,46 @@ class Pipeline:
         scorer, spec = self._scorer, self._spec
         product = spec.product if spec else ""
         verdict, shown, logged = None, frame.rgb, False
-        if scorer is not None:
-            with self._lock:
-                threshold, review = self._threshold, self._review
-            result = scorer.score([frame.rgb])
-            score, amap = float(result.scores[0]), result.maps[0]
-            decision = decide(score, threshold, review)
-            verdict = Verdict(frame_id=frame.id, score=score, decision=decision,
-                              threshold=threshold, anomaly_map=amap, model_id=scorer.model_id,
-                              latency_ms=result.latency_ms)
-            self.parts += 1
-            self.fails += decision == Decision.FAIL
-            self.reviews += decision == Decision.REVIEW
-            from engine.scoring import overlay
-            ov = None
-            if decision != Decision.PASS or self.overlay_on:
-                ov = overlay(frame.rgb, amap, threshold, self.opacity if self.overlay_on else 0.5)
-            if self.overlay_on:
-                shown = ov
-            logged = self._log(frame, verdict, product, ov if decision != Decision.PASS else None)
+        halted = self._halt_reason() if scorer is not None else ""
+        if scorer is not None and not halted:
+            verdict, shown, logged = self._judge(frame, scorer, product)
         self._scored.append(time.monotonic())
         self.on_result(LiveResult(frame=frame, verdict=verdict, shown=shown, product=product,
                                   camera_fps=self._camera_rate(), scored_fps=_rate(self._scored),
                                   parts=self.parts, fails=self.fails, reviews=self.reviews,
-                                  logged=logged))
+                                  logged=logged, halted=halted))
+
+    def _halt_reason(self) -> str:
+        """Asked before each part; said once when judging stops, logged when it resumes."""
+        why = (self.log_guard() or "") if self.log_guard is not None else ""
+        if why != self.halted:
+            if why:
+                self.on_error("Inspection stopped", InspectError(why))
+            else:
+                log.info("inspection resumed: the log records verdicts again")
+            self.halted = why
+        return why
+
+    def _judge(self, frame: Frame, scorer, product: str) -> tuple[Verdict, np.ndarray, bool]:
+        with self._lock:
+            threshold, review = self._threshold, self._review
+        result = scorer.score([frame.rgb])
+        score, amap = float(result.scores[0]), result.maps[0]
+        decision = decide(score, threshold, review)
+        verdict = Verdict(frame_id=frame.id, score=score, decision=decision,
+                          threshold=threshold, anomaly_map=amap, model_id=scorer.model_id,
+                          latency_ms=result.latency_ms)
+        self.parts += 1
+        self.fails += decision == Decision.FAIL
+        self.reviews += decision == Decision.REVIEW
+        from engine.scoring import overlay
+        ov, shown = None, frame.rgb
+        if decision != Decision.PASS or self.overlay_on:
+            ov = overlay(frame.rgb, amap, threshold, self.opacity if self.overlay_on else 0.5)
+        if self.overlay_on:
+            shown = ov
+        logged = self._log(frame, verdict, product, ov if decision != Decision.PASS else None)
+        return verdict, shown, logged
 
     def _camera_rate(self) -> float:
         """Frames the camera delivers per second (the acquisition's count when it has one)."""

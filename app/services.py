@@ -39,7 +39,8 @@ class Services(QObject):
         self.log = None                      # engine.log.InspectionLog once opened
         self._opened_log = None
         self._shut_down = False
-        self.log_state = "closed"            # "opening" | "open" | "failed" | "closed"
+        self.log_state = "closed"            # "opening" | "open" | "read_only" | "failed" | "closed"
+        self._log_problem = ""               # why this app cannot record verdicts (one sentence)
         self._start_when_log_ready = False
         self.model_info: dict = {}
         # Said before any window listens: the main window shows these once it is up.
@@ -56,7 +57,8 @@ class Services(QObject):
                                  device=self.settings.device, backend=backend,
                                  on_result=self._result_relay.send,
                                  on_model=self._model_relay.send,
-                                 on_error=lambda where, e: errors.report(where, e, serious=False))
+                                 on_error=lambda where, e: errors.report(where, e, serious=False),
+                                 log_guard=self.log_problem)
 
     def _load_settings(self) -> Settings:
         """Whatever the file holds, the app starts: a bad field takes its default, a file
@@ -103,13 +105,32 @@ class Services(QObject):
     def models_dir(self) -> Path:
         return self.storage_dir / "models"
 
-    def log_location(self) -> str | Path:
-        return self.settings.storage.database_url or (self.storage_dir / "log")
+    def log_location(self, settings: Settings | None = None) -> str | Path:
+        s = settings or self.settings
+        folder = Path(s.storage.folder) if s.storage.folder else self.data_dir
+        return s.storage.database_url or (folder / "log")
+
+    def pictures_dir(self, settings: Settings | None = None) -> Path | None:
+        """A server log's pictures stay on this PC: <data folder>/pictures. None for the
+        local SQLite log (its pictures go beside the database file)."""
+        from engine.log.database import is_server
+        s = settings or self.settings
+        folder = Path(s.storage.folder) if s.storage.folder else self.data_dir
+        return folder / "pictures" if is_server(self.log_location(s)) else None
+
+    def log_config(self):
+        from engine.log import LogConfig
+        return LogConfig(pictures_dir=self.pictures_dir(),
+                         on_db_failure=self.settings.storage.when_log_fails)
 
     # ---- settings ----------------------------------------------------------------------
     def save(self, new: Settings) -> None:
         """Validate and save; apply what changed (camera restarts, product switches model)."""
         old = self.settings
+        if new.storage != old.storage:                   # the URL with its pictures folder
+            from engine.log.database import check_place
+            new.validate()
+            check_place(self.log_location(new), self.pictures_dir(new))
         save_settings(new, self.settings_path)          # raises InspectError if invalid
         self.settings = new
         self.pipeline.station = new.station
@@ -154,32 +175,63 @@ class Services(QObject):
 
     # ---- the inspection log ------------------------------------------------------------
     def open_log(self) -> None:
-        """On a worker: migrations and the startup picture check may take a while."""
-        from engine.log import InspectionLog, LogConfig
+        """On a worker: migrations, the journal and the startup picture check may take a
+        while. A log another app writes opens read-only (History works, nothing is judged);
+        a log that cannot open at all stops judging with the reason on the Live screen."""
+        from engine.log import InspectionLog
+        from engine.log.log import LogInUse
 
         def open_it():
-            lg = InspectionLog.open(self.log_location(), LogConfig(), on_event=self._log_relay.send)
-            lg.start_writer()
+            try:
+                lg = InspectionLog.open(self.log_location(), self.log_config(),
+                                        on_event=self._log_relay.send)
+            except LogInUse as exc:
+                lg = InspectionLog.open(self.log_location(), self.log_config(),
+                                        on_event=self._log_relay.send, read_only=True)
+                self._opened_log = lg
+                return lg, (f"{exc} This window opened the log read-only: History works, "
+                            "parts are not judged here.")
             self._opened_log = lg            # closed by shutdown() even if `done` never runs
-            return lg
+            lg.start_writer()
+            return lg, ""
 
-        def done(lg) -> None:
+        def done(result) -> None:
+            lg, why = result
             if self._shut_down:
                 return
-            self.log, self.log_state = lg, "open"
-            self.pipeline.log_submit = lg.submit
+            self.log = lg
+            if why:
+                self.log_state, self._log_problem = "read_only", why
+                self.errors.report("Inspection log", why)
+            else:
+                self.log_state, self._log_problem = "open", ""
+                self.pipeline.log_submit = lg.submit
+            if lg.abrupt_stop:
+                self.errors.report("Inspection log", lg.abrupt_stop, serious=False)
             self.log_ready.emit(lg)
             self._start_if_asked()
 
         def failed(exc) -> None:
             self.log_state = "failed"
-            self.errors.report("Inspection log", "Verdicts are NOT being logged until the log "
-                                                 "can be opened (see Settings: storage).")
+            self._log_problem = (f"The inspection log could not be opened ({plain_words(exc)}); "
+                                 "parts are not judged until it can (see Settings: storage).")
             self.log_ready.emit(None)
             self._start_if_asked()
 
-        self.log_state = "opening"
+        self.log_state, self._log_problem = "opening", ""
         self.tasks.call("Opening the inspection log", open_it, on_done=done, on_failed=failed)
+
+    def log_problem(self) -> str | None:
+        """Why verdicts cannot be recorded now (one sentence), or None. The scoring thread
+        asks before each part: no part is judged that the log would not record."""
+        if self._log_problem:
+            return self._log_problem
+        if self.log_state == "opening":
+            return "The inspection log is still opening."
+        writer = self.log.writer if self.log is not None else None
+        if writer is None:
+            return "The inspection log is not open: parts are not judged."
+        return writer.problem()
 
     # ---- live ----------------------------------------------------------------------------
     def start_live(self) -> None:
@@ -216,6 +268,8 @@ class Services(QObject):
         if lg is not None:
             stats = lg.stop_writer(timeout=30)
             if stats is not None and stats.lost:
-                log.error("%d records could not be written when closing", stats.lost)
+                log.error("%d records were refused by the database", stats.lost)
+            if stats is not None and stats.deferred:
+                log.warning("%d records wait in the journal for the next start", stats.deferred)
             lg.close()
         self.log = self._opened_log = None

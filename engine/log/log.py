@@ -30,7 +30,7 @@ from engine.log.pictures import PictureStore, StoreLock
 from engine.log.queries import InspectionFilter, Page, PageCursor, ShiftPlan, SortKey, SummaryRow
 from engine.log.records import (InspectionRecord, InspectionRow, Label, LogEvent, ModelInfo,
                                 ThresholdChange)
-from engine.log.recovery import Replay, replay
+from engine.log.recovery import Replay, replay, write_checkpoint
 from engine.log.retention import RetentionResult, RetentionWorker, apply_retention
 from engine.log.schema import SCHEMA_VERSION
 from engine.log.writer import LogWriter, WriterStats
@@ -76,8 +76,12 @@ class InspectionLog:
         repaired. Only one process writes a log's pictures folder: a second gets LogInUse,
         saying who holds it; read_only=True opens it for reading beside that writer."""
         url, pictures_dir = resolve(location, config.pictures_dir)
-        engine = make_engine(url, config.sqlite_busy_timeout_s)
-        log = cls(engine, PictureStore(pictures_dir, fsync=config.fsync_pictures), config, read_only)
+        try:
+            store = PictureStore(pictures_dir, fsync=config.fsync_pictures)
+        except OSError as exc:
+            raise InspectError(f"The pictures folder {pictures_dir} cannot be made "
+                               f"({exc.strerror or exc}): choose a folder this app may write.") from exc
+        log = cls(make_engine(url, config.sqlite_busy_timeout_s), store, config, read_only)
         if on_event is not None:
             log.add_listener(on_event)
         try:
@@ -89,6 +93,11 @@ class InspectionLog:
             log._release()
             raise InspectError(f"Cannot open the inspection log at {log.url}: "
                                f"{str(exc.orig).strip().splitlines()[0]}") from exc
+        except OSError as exc:                   # a read-only folder, no permission
+            log._release()
+            raise InspectError(f"The inspection log cannot be written at {exc.filename or log.url} "
+                               f"({exc.strerror or exc}): make the folder writable or choose "
+                               "another data folder.") from exc
         except BaseException:
             log._release()
             raise
@@ -131,6 +140,8 @@ class InspectionLog:
         if self.online:
             self.recovered = replay(self.engine, self.pictures, self.journal)
             self.checkpoint = self.recovered.checkpoint
+            with self.write_connection() as conn, conn.begin():   # a read-only database
+                write_checkpoint(conn, self.journal.checkpoint_key, self.checkpoint)  # fails here
             self.startup_check = self.check_pictures(
                 since_hours=self.config.startup_check_hours, repair=True)
         self._report_last_run(lock.previous)
@@ -190,6 +201,9 @@ class InspectionLog:
 
     def write_connection(self) -> Connection:
         """A connection whose transactions take SQLite's write lock up front."""
+        if self.read_only:
+            raise InspectError("This window opened the inspection log read-only (another app "
+                               "writes it): labels and thresholds are changed in that app.")
         return self.engine.connect().execution_options(sqlite_begin="IMMEDIATE")
 
     def start_writer(self) -> LogWriter:

@@ -272,11 +272,11 @@ class LogWriter:
             return "The log writer is not running: verdicts cannot be recorded."
         since = self._db_busy_since
         if self._cfg.on_db_failure == "stop" and since is not None:
-            waited = time.monotonic() - since
-            if waited > self._cfg.db_stop_after_s:
-                why = self._last_error or "no answer"
-                return (f"The inspection log database has accepted nothing for {waited:.0f} s "
-                        f"({why}); inspection is stopped until it is writable again.")
+            if time.monotonic() - since > self._cfg.db_stop_after_s:
+                why = self._last_error or "still waiting for it"   # the same words while it lasts
+                return (f"The inspection log database has accepted nothing for over "
+                        f"{self._cfg.db_stop_after_s:g} s ({why}); inspection is stopped until "
+                        "it is writable again.")
         return None
 
     def flush(self, timeout: float = 30.0) -> bool:
