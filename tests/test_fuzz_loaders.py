@@ -355,6 +355,16 @@ json_values = st.recursive(
     max_leaves=12)
 
 
+def test_every_settings_field_has_a_kind():
+    """A field added to a settings class must say what it holds, or files with it would be
+    'unknown field' and its value dropped."""
+    from dataclasses import fields
+    from engine.settings import _KINDS, _SECTIONS, StorageSettings
+    for cls in (CameraSettings, LayoutSettings, StorageSettings, ProductSettings, Settings):
+        names = {f.name for f in fields(cls)} - (set(_SECTIONS) if cls is Settings else set())
+        assert names == set(_KINDS[cls]), cls.__name__
+
+
 def _paths(d, prefix=()):
     """Every key path of a nested dict (where a fuzzed value can go)."""
     for k, v in d.items():
