@@ -288,3 +288,23 @@ def test_server_stopped_mid_run_stops_the_line_within_the_bound(own_pg, tmp_path
         assert _wait(lambda: writer.problem() is None, 30)
         assert writer.flush(30)
         assert log.count() == n                       # nothing judged was lost
+
+
+def test_a_journal_left_for_another_log_is_moved_aside_not_replayed(tmp_path):
+    from engine.log.journal import Journal
+    from engine.log.writer import make_row
+    pictures = tmp_path / "pictures"
+    cfg = LogConfig(pictures_dir=pictures, warn_free_mb=1, reserve_free_mb=0)
+    with InspectionLog.open(tmp_path / "a" / "log.db", cfg) as first:
+        url_a = first.url
+    journal, _ = Journal.open(pictures, url_a)        # a verdict log A never got (a crash)
+    journal.append({"s": journal.next_seq(), "u": "0123456789abcdef", "p": 0,
+                    "r": make_row(make_record(1), None)})
+    journal.close(checkpoint=0)
+    events = []
+    with InspectionLog.open(tmp_path / "b" / "log.db", cfg, events.append) as second:
+        assert second.count() == 0                    # not replayed into the wrong log
+        moved = [e for e in events if e.kind == "journal_moved"]
+        assert moved and Path(moved[0].details["folder"]).is_dir()
+    with InspectionLog.open(tmp_path / "a" / "log.db", cfg) as first:
+        assert first.count() == 0                     # kept aside for a person to look at

@@ -72,6 +72,9 @@ class Journal:
         except (FileNotFoundError, ValueError):
             ident = None
         if ident is not None and ident.get("location") != location:
+            for p in folder.glob("*" + _SUFFIX):
+                if not p.stat().st_size:           # a cleanly closed journal: nothing to keep
+                    p.unlink()
             if any(folder.glob("*" + _SUFFIX)):
                 aside = folder / f"other-{ident.get('id', 'unknown')}"
                 aside.mkdir(exist_ok=True)
