@@ -331,6 +331,7 @@ class LearnScreen(QWidget):
             result = train(cfg, images, progress, should_stop, resume_path=resume)
             path = models_dir / f"pending-{result.meta['model_id']}.pt"
             save_checkpoint(result.model, path, result.meta)
+            resume.unlink(missing_ok=True)         # only once the model is safe on disk
             return {"path": str(path), "meta": result.meta}
 
         self.result = None

@@ -130,7 +130,9 @@ def _train_cmd(argv: list[str]) -> int:
         save_checkpoint(result.model, out, result.meta)
     except OSError as e:                      # checked above; a full disk can still refuse it
         raise InspectError(f"Cannot write the model to {out} ({e.strerror or e}); free disk "
-                           "space and train again.") from e
+                           "space and run the same command again (it resumes from "
+                           f"{resume.name}).") from e
+    resume.unlink(missing_ok=True)            # only now: the model is safe on disk
     m = result.meta
     print(f"saved {out}: threshold {m['threshold']:.4f} ({m['n_train']} training images, "
           f"{m['n_holdout']} held out, {m['train_seconds']:.0f} s)")

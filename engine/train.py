@@ -612,7 +612,9 @@ def _train(cfg, images, progress, should_stop, resume_path, names=None) -> Train
             rate = (done - start_step) / max(time.time() - t0, 1e-9)
             progress(done / cfg.steps * 0.97,
                      f"step {done}/{cfg.steps} loss {sum(mean):.4f} ({rate:.1f} steps/s)")
-        if resume_path is not None and done % cfg.checkpoint_every == 0 and done < cfg.steps:
+        # The last step is saved too: the resume file stays until the caller has saved the
+        # model, so a failure in calibration or saving never costs the training.
+        if resume_path is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
             _save_resume(resume_path, done, model, opt, sched, gen, cfg, fingerprint, losses)
 
     progress(0.97, "map normalisation on held-out good images")
@@ -638,8 +640,6 @@ def _train(cfg, images, progress, should_stop, resume_path, names=None) -> Train
         "precision": "bf16" if bf16 else "fp32",
         "losses": losses, "train_seconds": time.time() - started, "device": str(device),
     }
-    if resume_path is not None and resume_path.is_file():
-        resume_path.unlink()
     progress(1.0, f"done: threshold {threshold:.4f}")
     return TrainResult(model, meta)
 

@@ -31,6 +31,7 @@ def test_train_then_score(good_dir, tmp_path, capsys):
     assert "zz_corrupt.png" in err and "cannot be read" in err        # reported by name, skipped
     assert "random teacher" in err
     assert model.is_file() and "threshold" in out
+    assert not (tmp_path / "m.pt.partial.pt").exists()       # removed once the model is saved
     rng = np.random.default_rng(5)
     test = tmp_path / "test"
     test.mkdir()
