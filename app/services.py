@@ -4,7 +4,6 @@ so the rules (where models live, how a product switches its model) are written o
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import replace
 from pathlib import Path
 
