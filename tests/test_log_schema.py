@@ -81,7 +81,10 @@ def test_opening_twice_is_harmless(log_place):
     with log_place.open() as log:
         assert log.schema_upgraded_from is None
         with log.engine.connect() as conn:
-            assert conn.execute(select(log_meta.c.value)).scalars().all() == [str(SCHEMA_VERSION)]
+            version = select(log_meta.c.value).where(log_meta.c.key == "schema_version")
+            assert conn.execute(version).scalars().all() == [str(SCHEMA_VERSION)]
+            keys = conn.execute(select(log_meta.c.key)).scalars().all()
+            assert len([k for k in keys if k.startswith("journal:")]) == 1   # one checkpoint
 
 
 def test_sqlite_log_runs_in_wal_mode(tmp_path):
