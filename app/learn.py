@@ -93,6 +93,12 @@ class LearnScreen(QWidget):
         self.roi.setPlaceholderText("x, y, width, height in frame pixels; empty: the whole frame")
         self.polygon = QLineEdit()
         self.polygon.setPlaceholderText("optional: x1,y1; x2,y2; x3,y3 … inside the region")
+        # The default threshold's aim (engine/calibration.py), kept per product.
+        self.target_frr = QDoubleSpinBox()
+        self.target_frr.setRange(0.1, 20.0)
+        self.target_frr.setSingleStep(0.5)
+        self.target_frr.setDecimals(1)
+        self.target_frr.setSuffix(" % of good parts")
         self.layout_preview = QLabel()
         self.layout_preview.setMinimumSize(280, 210)
         self.layout_preview.setAlignment(Qt.AlignCenter)
@@ -104,6 +110,7 @@ class LearnScreen(QWidget):
         form.addRow("Tile scale (frame resized by)", self.tile_scale)
         form.addRow("Region of interest", self.roi)
         form.addRow("Polygon", self.polygon)
+        form.addRow("Threshold may reject", self.target_frr)
         looks = QHBoxLayout()
         looks.addLayout(form, 3)
         looks.addWidget(self.layout_preview, 2)
@@ -177,6 +184,7 @@ class LearnScreen(QWidget):
         self.product_name.setCurrentText(s.current_product)
         self._loading = True                  # fill the layout fields without re-saving them
         self.image_size.setValue(s.image_size)
+        self.target_frr.setValue(100 * s.product.target_false_reject)
         self.tiling.setChecked(s.layout.tiling)
         self.tile_scale.setValue(s.layout.tile_scale)
         self.roi.setText(", ".join(str(v) for v in s.layout.roi) if s.layout.roi else "")
@@ -261,18 +269,24 @@ class LearnScreen(QWidget):
         from engine.data import list_images, load_images
 
         def load():
-            paths = list_images(folder)
+            skipped: list[str] = []                   # said on screen, never dropped silently
+            paths = list_images(folder, lambda _p, msg: skipped.append(msg))
             if not paths:
                 raise InspectError(f"No images (png, jpg, bmp, tif) in {folder}.")
-            images, kept = load_images(paths)
+            images, kept = load_images(paths, lambda _p, msg: skipped.append(msg))
             if not images:
                 raise InspectError(f"None of the {len(paths)} images in {folder} could be read.")
-            return [(p.name, im) for p, im in zip(kept, images)]
+            return [(p.name, im) for p, im in zip(kept, images)], tuple(skipped)
 
-        def done(items) -> None:
+        def done(loaded) -> None:
+            items, skipped = loaded
             for name, im in items:
                 self._add_image(im, name)
-            self.progress_text.setText(f"Imported {len(items)} images from {folder}.")
+            text = f"Imported {len(items)} images from {folder}."
+            if skipped:
+                text += f" Skipped: {'; '.join(skipped[:3])}" + (f" (and {len(skipped) - 3} more)."
+                                                                 if len(skipped) > 3 else ".")
+            self.progress_text.setText(text)
             self._update_buttons()
 
         self.services.tasks.call("Importing good parts", load, on_done=done)
@@ -315,7 +329,8 @@ class LearnScreen(QWidget):
                 for hw in {im.shape[:2] for im in images}:
                     Layout.of(model_cfg, hw)
             cfg = TrainConfig(model=model_cfg, steps=s.training_steps, teacher=s.teacher,
-                              penalty=s.penalty, device=s.device)
+                              penalty=s.penalty, device=s.device,
+                              target_frr=self.target_frr.value() / 100)
         except InspectError as exc:
             self.services.errors.report("Learning", exc)
             return
@@ -420,7 +435,9 @@ class LearnScreen(QWidget):
 
         def done(path: str) -> None:
             st = self.services.settings
-            self.services.save(replace(st.with_product(name, ProductSettings(model_file=path)),
+            target = float(result["meta"]["threshold_estimate"]["target_frr"])
+            product = ProductSettings(model_file=path, target_false_reject=target)
+            self.services.save(replace(st.with_product(name, product),
                                        current_product=name))
             self.result = None
             self._update_buttons()

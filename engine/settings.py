@@ -158,6 +158,9 @@ class ProductSettings:
     model_file: str = ""             # empty: not learned yet
     threshold: float | None = None   # None: the model's own default threshold
     review_below: float | None = None  # REVIEW band [review_below, threshold); None: no band
+    # The next Learn's default threshold aims at rejecting this share of good parts
+    # (engine/calibration.py); a costly part tolerates more false rejects than a cheap one.
+    target_false_reject: float = 0.01
 
     def problems(self, name: str) -> list[str]:
         out = []
@@ -165,6 +168,9 @@ class ProductSettings:
         if self.threshold is not None and not (self.threshold > 0 and math.isfinite(self.threshold)):
             out.append(f"Product {name!r}: the threshold must be a finite number above 0, "
                        f"not {self.threshold}.")
+        if not (0 < self.target_false_reject < 0.5):      # also refuses NaN
+            out.append(f"Product {name!r}: the target false-reject rate must be between 0 and "
+                       f"0.5 (e.g. 0.01 for 1%), not {self.target_false_reject}.")
         if self.review_below is not None:
             if not (self.review_below > 0 and math.isfinite(self.review_below)):
                 out.append(f"Product {name!r}: the review level must be a finite number above 0.")
@@ -261,7 +267,8 @@ _KINDS: dict[type, dict[str, str]] = {
     LayoutSettings: {"tiling": "bool", "tile_scale": "number", "roi": "roi",
                      "roi_polygon": "polygon"},
     StorageSettings: {"folder": "text", "database_url": "text", "when_log_fails": "text"},
-    ProductSettings: {"model_file": "text", "threshold": "number?", "review_below": "number?"},
+    ProductSettings: {"model_file": "text", "threshold": "number?", "review_below": "number?",
+                      "target_false_reject": "number"},
     Settings: {"schema_version": "whole", "station": "text", "operator": "text",
                "device": "text", "model_size": "text", "image_size": "whole",
                "training_steps": "whole", "good_frames": "whole", "teacher": "text",

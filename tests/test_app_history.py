@@ -115,3 +115,38 @@ def test_learn_shows_and_uses_the_layout(qtbot, data_dir, tmp_path):
         assert model.config.frame_size == (120, 200)
     finally:
         w.close()
+
+
+def test_learn_aims_the_threshold_and_shows_the_synthetic_check(qtbot, data_dir, tmp_path):
+    """The Learn screen's false-reject aim goes into training and into the product; the
+    result says the expected rate, how sure it is and what the synthetic defects say;
+    skipped files are named on screen."""
+    folder = tmp_path / "good"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(8):
+        cv2.imwrite(str(folder / f"{i}.png"), rng.integers(90, 110, (80, 80, 3), np.uint8))
+    cv2.imwrite(str(folder / "7_mask.png"), np.zeros((80, 80), np.uint8))
+    (folder / "broken.png").write_bytes(b"not a png")
+    w = make_window(qtbot, data_dir, autostart=False)
+    try:
+        learn = w.learn
+        learn.load_folder(folder)
+        wait_until(qtbot, lambda: learn.thumbs.count() == 8, 20, "the thumbnails")
+        text = learn.progress_text.text()
+        assert "broken.png" in text and "mask file" in text
+        assert learn.target_frr.value() == 1.0                  # the product's default aim
+        learn.target_frr.setValue(5.0)
+        learn.train()
+        wait_until(qtbot, lambda: learn.result is not None, 120, "training")
+        result = learn.result_text.text()
+        assert "Expected false rejects: 5.0% of good parts" in result
+        assert "learn from more good parts" in result              # 2 held-out parts
+        assert "Synthetic defects: the threshold misses" in result
+        assert learn.synthetic_bars.isVisible()
+        learn.product_name.setCurrentText("cap")
+        learn.save()
+        wait_until(qtbot, lambda: w.services.settings.current_product == "cap", 30, "the save")
+        assert w.services.settings.product.target_false_reject == 0.05
+    finally:
+        w.close()
