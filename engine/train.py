@@ -559,7 +559,6 @@ def _train(cfg, images, progress, should_stop, resume_path, names=None) -> Train
             stats_x = torch.cat([train_x, torch.stack(tiles)])
         _teacher_stats(model, stats_x, device, bf16)
 
-    c = TEACHER_CHANNELS
     model.teacher.eval()
     model.student.train()
     model.autoencoder.train()
@@ -569,33 +568,10 @@ def _train(cfg, images, progress, should_stop, resume_path, names=None) -> Train
             if resume_path is not None:
                 _save_resume(resume_path, step, model, opt, sched, gen, cfg, fingerprint, losses)
             raise TrainingCancelled(f"training stopped at step {step} of {cfg.steps}")
-        idx = [gen.randrange(len(train_x)) for _ in range(cfg.batch_size)]
-        x01 = train_x[idx].to(device).float() / 255                       # (B,3,S,S)
-        # The autoencoder always learns from the global view; the student's ST half from
-        # the same view, or with tiling from a random tile of the same frame.
-        x_ae = model.normalize_image(torch.stack([color_jitter(x, gen) for x in x01]))
-        if train_scaled is not None:
-            x01 = torch.stack([_random_tile(train_scaled[i], s, gen) for i in idx]).to(device).float() / 255
-        x_st = model.normalize_image(x01)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            b = x_st.shape[0]
-            with torch.no_grad():
-                t_both = model.teacher_features(torch.cat([x_st, x_ae]))      # (2B,384,s,s)
-            t_st, t_ae = t_both[:b], t_both[b:]
-            # One student pass over [ST image, jittered AE image, penalty image]: same maths as
-            # three passes (no batch norm in a PDN), less overhead.
-            x_pen = None
-            if penalty_images:
-                x_pen = model.normalize_image(_penalty_batch(penalty_images, s, gen, device))
-            s_all = model.student(torch.cat([x_st, x_ae] + ([x_pen] if x_pen is not None else [])))
-            s_st, s_ae = s_all[:b, :c], s_all[b:2 * b, c:]                    # (B,384,s,s) each
-            loss_penalty = (s_all[2 * b:, :c].float() ** 2).mean() if x_pen is not None \
-                else torch.zeros((), device=device)
-            loss_hard = hard_feature_loss((t_st.float() - s_st.float()) ** 2, cfg.p_hard)
-            a = model.autoencoder(x_ae)                                         # (B,384,s,s)
-            loss_ae = ((t_ae.float() - a.float()) ** 2).mean()
-            loss_stae = ((a.float() - s_ae.float()) ** 2).mean()
-        loss = loss_hard + loss_penalty + loss_ae + loss_stae
+        x_st, x_ae, x_pen = _batch(model, train_x, train_scaled, penalty_images, s, gen, device,
+                                   cfg.batch_size)
+        parts = _losses(model, x_st, x_ae, x_pen, cfg.p_hard, bf16)
+        loss = sum(parts)
         if not torch.isfinite(loss):
             raise InspectError(f"Training diverged at step {step} (loss {loss.item()}). "
                                "Check the good images (all black or blank?) or lower the step count.")
@@ -603,7 +579,7 @@ def _train(cfg, images, progress, should_stop, resume_path, names=None) -> Train
         loss.backward()
         opt.step()
         sched.step()
-        window.append([loss_hard.item(), loss_penalty.item(), loss_ae.item(), loss_stae.item()])
+        window.append([p.item() for p in parts])          # hard, penalty, ae, stae
         done = step + 1
         if done % 50 == 0 or done == cfg.steps:
             mean = np.mean(window, axis=0).tolist()
@@ -627,21 +603,67 @@ def _train(cfg, images, progress, should_stop, resume_path, names=None) -> Train
     meta = {
         "model_id": uuid.uuid4().hex[:12],
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "threshold": threshold,
-        "threshold_rule": f"Gumbel fit (L-moments) of held-out good scores, its "
-                          f"{1 - cfg.target_frr:.3g} quantile (engine/calibration.py)",
-        "threshold_estimate": estimate.to_dict(),
-        "synthetic_check": synthetic.to_dict() if synthetic is not None else None,
-        "holdout_scores": hold_scores.tolist(),
-        "holdout_false_reject_rate": estimate.holdout_frr,
+        **_threshold_meta(cfg, hold_scores, estimate, synthetic),
         "n_train": len(train_idx), "n_holdout": len(hold_idx),
         "teacher": teacher_source, "penalty": cfg.penalty, "penalty_images": len(penalty_images),
-        "train_config": asdict(cfg), "steps": cfg.steps, "resumed": resumed,
-        "precision": "bf16" if bf16 else "fp32",
+        "steps": cfg.steps, "resumed": resumed, "precision": "bf16" if bf16 else "fp32",
         "losses": losses, "train_seconds": time.time() - started, "device": str(device),
     }
     progress(1.0, f"done: threshold {threshold:.4f}")
     return TrainResult(model, meta)
+
+
+def _batch(model, train_x, train_scaled, penalty_images, s: int, gen: random.Random, device,
+           batch_size: int):
+    """One step's inputs -> (x_st, x_ae, x_pen or None), normalised, (B,3,S,S) each.
+    The autoencoder always learns from the global view, colour-jittered; the student's ST
+    half from the same view, or with tiling from a random tile of the same frame."""
+    idx = [gen.randrange(len(train_x)) for _ in range(batch_size)]
+    x01 = train_x[idx].to(device).float() / 255
+    x_ae = model.normalize_image(torch.stack([color_jitter(x, gen) for x in x01]))
+    if train_scaled is not None:
+        x01 = torch.stack([_random_tile(train_scaled[i], s, gen) for i in idx]).to(device).float() / 255
+    x_st = model.normalize_image(x01)
+    x_pen = None
+    if penalty_images:
+        x_pen = model.normalize_image(_penalty_batch(penalty_images, s, gen, device))
+    return x_st, x_ae, x_pen
+
+
+def _losses(model: EfficientAD, x_st, x_ae, x_pen, p_hard: float, bf16: bool):
+    """-> (L_hard, L_penalty, L_AE, L_STAE), the paper's loss terms for one batch."""
+    c = TEACHER_CHANNELS
+    device_type = x_st.device.type
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+        b = x_st.shape[0]
+        with torch.no_grad():
+            t_both = model.teacher_features(torch.cat([x_st, x_ae]))          # (2B,384,s,s)
+        t_st, t_ae = t_both[:b], t_both[b:]
+        # One student pass over [ST image, jittered AE image, penalty image]: same maths as
+        # three passes (no batch norm in a PDN), less overhead.
+        s_all = model.student(torch.cat([x_st, x_ae] + ([x_pen] if x_pen is not None else [])))
+        s_st, s_ae = s_all[:b, :c], s_all[b:2 * b, c:]                        # (B,384,s,s) each
+        loss_penalty = (s_all[2 * b:, :c].float() ** 2).mean() if x_pen is not None \
+            else torch.zeros((), device=x_st.device)
+        loss_hard = hard_feature_loss((t_st.float() - s_st.float()) ** 2, p_hard)
+        a = model.autoencoder(x_ae)                                             # (B,384,s,s)
+        loss_ae = ((t_ae.float() - a.float()) ** 2).mean()
+        loss_stae = ((a.float() - s_ae.float()) ** 2).mean()
+    return loss_hard, loss_penalty, loss_ae, loss_stae
+
+
+def _threshold_meta(cfg: TrainConfig, hold_scores: np.ndarray, estimate: ThresholdEstimate,
+                    synthetic) -> dict:
+    """What a model file says about its threshold (training and `calibrate` alike)."""
+    return {
+        "threshold": estimate.threshold,
+        "threshold_rule": f"Gumbel fit (L-moments) of held-out good scores, its "
+                          f"{1 - cfg.target_frr:.3g} quantile (engine/calibration.py)",
+        "threshold_estimate": estimate.to_dict(),
+        "synthetic_check": synthetic.to_dict() if synthetic is not None else None,
+        "holdout_scores": hold_scores.tolist(), "holdout_false_reject_rate": estimate.holdout_frr,
+        "train_config": asdict(cfg),
+    }
 
 
 # -- calibration: map quantiles, threshold, synthetic check ---------------------------------
@@ -710,13 +732,8 @@ def recalibrate(model: EfficientAD, meta: dict, images: list[np.ndarray],
     if old.shape == hold_scores.shape and not np.allclose(old, hold_scores, rtol=0.02, atol=1e-3):
         progress(1.0, "WARNING: the held-out parts score differently than when the model was "
                       "trained: are these the images it was trained from?")
-    return {**meta, "threshold": estimate.threshold,
-            "threshold_rule": f"Gumbel fit (L-moments) of held-out good scores, its "
-                              f"{1 - cfg.target_frr:.3g} quantile (engine/calibration.py)",
-            "threshold_estimate": estimate.to_dict(),
-            "synthetic_check": synthetic.to_dict() if synthetic is not None else None,
-            "holdout_scores": hold_scores.tolist(), "holdout_false_reject_rate": estimate.holdout_frr,
-            "train_config": asdict(cfg), "recalibrated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return {**meta, **_threshold_meta(cfg, hold_scores, estimate, synthetic),
+            "recalibrated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
 def _min_defect_px(m: ModelConfig, frame: np.ndarray) -> float:

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+import engine.cli  # noqa: F401 - bound before a test patches engine.train.train
 import main
 from engine.errors import InspectError
 from engine.evaluate import check_category, load_mask_any
