@@ -424,6 +424,8 @@ class LearnScreen(QWidget):
 
         def move_and_register():
             Path(result["path"]).replace(final)
+            from engine.card import write_card
+            write_card(final, result["meta"])              # MODEL.card.txt beside it, in words
             if lg is not None:
                 from engine.log import ModelInfo
                 m = result["meta"]

@@ -96,12 +96,25 @@ def estimate_threshold(scores: np.ndarray, target_frr: float = DEFAULT_TARGET_FR
         raise ValueError("held-out good scores must be finite")
     mu, beta = fit_gumbel(s)
     t = gumbel_quantile(mu, beta, 1.0 - target_frr)
-    rng = np.random.default_rng(seed)
-    boot = s[rng.integers(0, s.size, size=(_BOOTSTRAP, s.size))]
-    mus, betas = zip(*(fit_gumbel(b) for b in boot))
-    frr = gumbel_exceedance(np.array(mus), np.array(betas), t)
+    low, high = _frr_interval(s, mu, beta, t, target_frr, np.random.default_rng(seed))
     return ThresholdEstimate(
-        threshold=float(t), target_frr=float(target_frr),
-        frr_low=float(np.quantile(frr, 0.05)), frr_high=float(np.quantile(frr, 0.95)),
+        threshold=float(t), target_frr=float(target_frr), frr_low=low, frr_high=high,
         frr_bound=float(1.0 - 0.05 ** (1.0 / s.size)),
         holdout_frr=float(np.mean(s >= t)), n_good=int(s.size), location=mu, scale=beta)
+
+
+def _frr_interval(s: np.ndarray, mu: float, beta: float, t: float, target_frr: float, rng
+                  ) -> tuple[float, float]:
+    """90% range of the false-reject rate the threshold t gives: the union of two bootstraps.
+    Resampling the scores (non-parametric) follows the data where the law fits them badly;
+    with a handful of scores it degenerates (resamples of 2 values are often one value), so
+    the parametric one (draw n scores from the fit, threshold them again, read that
+    threshold's rate under the fit) keeps the small-sample spread honest."""
+    boot = s[rng.integers(0, s.size, size=(_BOOTSTRAP, s.size))]
+    mus, betas = map(np.array, zip(*(fit_gumbel(b) for b in boot)))
+    frr_np = gumbel_exceedance(mus, betas, t)
+    draws = rng.gumbel(mu, beta, size=(_BOOTSTRAP, s.size))
+    t_p = np.array([gumbel_quantile(*fit_gumbel(d), 1.0 - target_frr) for d in draws])
+    frr_p = gumbel_exceedance(mu, beta, t_p)
+    return (float(min(np.quantile(frr_np, 0.05), np.quantile(frr_p, 0.05))),
+            float(max(np.quantile(frr_np, 0.95), np.quantile(frr_p, 0.95))))

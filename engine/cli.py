@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from engine.data import (IMAGE_SUFFIXES, expand_inputs, list_images, load_images, load_mask,
                          load_rgb, mvtec_category)
+from engine.card import write_card
 from engine.errors import InspectError
 from engine.model import PDN_RECEPTIVE_FIELD, ModelConfig, save_checkpoint
 from engine.train import TrainConfig, TrainingCancelled, train
@@ -128,11 +129,13 @@ def _train_cmd(argv: list[str]) -> int:
         bar.close()
     try:
         save_checkpoint(result.model, out, result.meta)
+        card = write_card(out, result.meta)
     except OSError as e:                      # checked above; a full disk can still refuse it
         raise InspectError(f"Cannot write the model to {out} ({e.strerror or e}); free disk "
                            "space and run the same command again (it resumes from "
                            f"{resume.name}).") from e
     resume.unlink(missing_ok=True)            # only now: the model is safe on disk
+    print(f"model card: {card}")
     m = result.meta
     print(f"saved {out}: threshold {m['threshold']:.4f} ({m['n_train']} training images, "
           f"{m['n_holdout']} held out, {m['train_seconds']:.0f} s)")
@@ -348,6 +351,7 @@ def _calibrate_cmd(argv: list[str]) -> int:
     new["recalibrated_from"], new["model_id"] = meta.get("model_id"), uuid.uuid4().hex[:12]
     out = Path(a.out or a.model)
     save_checkpoint(model, out, new)
+    write_card(out, new)
     print(f"saved {out}: threshold {meta.get('threshold', float('nan')):.4f} -> {new['threshold']:.4f}")
     from engine.calibration import ThresholdEstimate
     from engine.synthetic import SyntheticCheck

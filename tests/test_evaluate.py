@@ -106,6 +106,9 @@ def test_calibrate_sets_the_threshold_again_for_another_target(tmp_path, capsys)
     good, model = base / "train" / "good", tmp_path / "m.pt"
     assert main.main(["train", "--good", str(good), "--out", str(model)] + TINY) == 0
     _, meta = load_checkpoint(model)
+    card = (tmp_path / "m.card.txt").read_text()             # the model card, in words
+    assert f"Threshold {meta['threshold']:.4f}." in card and "Expected false rejects: 1.0%" in card
+    assert "Synthetic defects: the threshold misses" in card and "RANDOM" in card
     strict, loose = tmp_path / "strict.pt", tmp_path / "loose.pt"
     assert main.main(["calibrate", "--model", str(model), "--good", str(good),
                       "--target-frr", "0.1%", "--out", str(strict)]) == 0
@@ -115,6 +118,7 @@ def test_calibrate_sets_the_threshold_again_for_another_target(tmp_path, capsys)
     (_, ms), (_, ml) = load_checkpoint(strict), load_checkpoint(loose)
     assert ms["threshold"] > ml["threshold"]
     assert ml["threshold_estimate"]["target_frr"] == 0.05
+    assert "Expected false rejects: 5.0%" in (tmp_path / "loose.card.txt").read_text()
     assert ml["recalibrated_from"] == meta["model_id"] != ml["model_id"]
     # the same held-out parts: their scores are those the model was trained with
     assert np.allclose(ml["holdout_scores"], meta["holdout_scores"], rtol=1e-4)
