@@ -17,6 +17,7 @@ import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -277,6 +278,20 @@ def map_to_image(map_small: torch.Tensor, image_size: int, out_hw: tuple[int, in
 
 
 # -- checkpoints ------------------------------------------------------------------------
+def plain_values(v):
+    """numpy scalars and arrays in a model's meta -> Python numbers and lists: the file is
+    read back with weights_only, which refuses any other object (and the model with it)."""
+    if isinstance(v, dict):
+        return {str(k): plain_values(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [plain_values(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
 def save_checkpoint(model: EfficientAD, path: str | Path, meta: dict | None = None) -> None:
     """Write atomically (temp name + rename) so a crash never leaves half a model file."""
     path = Path(path)
@@ -285,7 +300,7 @@ def save_checkpoint(model: EfficientAD, path: str | Path, meta: dict | None = No
         "version": CHECKPOINT_VERSION,
         "config": asdict(model.config),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "meta": meta or {},
+        "meta": plain_values(meta or {}),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

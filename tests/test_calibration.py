@@ -143,3 +143,18 @@ def test_the_estimate_is_plain_values_a_model_file_can_hold():
     """A model file is loaded with weights_only: a numpy scalar in its meta would refuse it."""
     for v in estimate_threshold(heavy_scores(30)).to_dict().values():
         assert type(v) in (float, int, str), (v, type(v))
+
+
+def test_a_model_file_with_numpy_values_in_its_meta_loads(tmp_path):
+    import torch
+    from engine.model import EfficientAD, ModelConfig, load_checkpoint, save_checkpoint
+    model = EfficientAD(ModelConfig(image_size=64))
+    with torch.no_grad():                       # finite, positive statistics: a loadable model
+        model.q_st_b.fill_(1.0)
+        model.q_ae_b.fill_(1.0)
+    meta = {"threshold": np.float64(0.2), "scores": np.arange(3.0), "n": np.int64(4),
+            "nested": {"k": (np.float32(1.5),)}}
+    save_checkpoint(model, tmp_path / "m.pt", meta)
+    _, back = load_checkpoint(tmp_path / "m.pt")
+    assert back["threshold"] == 0.2 and back["scores"] == [0.0, 1.0, 2.0] and back["n"] == 4
+    assert back["nested"] == {"k": [1.5]}
