@@ -347,8 +347,10 @@ def check_resume(path: Path, state, cfg: TrainConfig, fingerprint: str) -> dict:
         raise InspectError(
             f"{path} belongs to a training run with other settings or images; delete "
             "it to start afresh.")
-    if not 0 <= state["step"] < cfg.steps:
-        raise _resume_error(path, f"step {state['step']} is outside 0..{cfg.steps - 1}")
+    # step == steps: training had finished but the model was not saved yet (the file stays
+    # until the caller has saved it); resuming then only calibrates again
+    if not 0 <= state["step"] <= cfg.steps:
+        raise _resume_error(path, f"step {state['step']} is outside 0..{cfg.steps}")
     return state
 
 

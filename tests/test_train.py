@@ -92,6 +92,9 @@ def test_cancel_and_resume_gives_the_same_model(tmp_path):
     resumed = train(cfg, images, resume_path=resume)
     # the resume file stays until the caller has saved the model (then the caller deletes it)
     assert resumed.meta["resumed"] and resume.is_file()
+    # ... so a save that failed costs nothing: the same call again only calibrates
+    again = train(cfg, images, resume_path=resume)
+    assert again.meta["resumed"] and again.meta["threshold"] == pytest.approx(resumed.meta["threshold"])
     for (k, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.allclose(a, b, atol=1e-5), k
 
