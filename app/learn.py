@@ -193,11 +193,13 @@ class LearnScreen(QWidget):
         self._loading = False
         self._show_layout()
         cpu = self.services.pipeline.device != "cuda"
+        budget = (f"{s.training_minutes:g} minutes (at most {s.training_steps:,} steps)"
+                  if s.training_minutes else f"{s.training_steps:,} steps")
         self.plan.setText(
-            f"Training uses this product's settings: {s.training_steps:,} steps, {s.model_size} model, "
+            f"Training uses this product's settings: {budget}, {s.model_size} model, "
             f"device {'CPU' if s.device == 'cpu' else s.device.upper()} "
             f"(bf16 where the hardware has it). {'On a CPU this takes minutes to tens of minutes; ' if cpu else ''}"
-            "the paper's 70,000 steps are for a GPU. More steps learn better: change them in Settings.")
+            "the paper's 70,000 steps are for a GPU. Change the steps or a time budget in Settings.")
 
     # ---- what the networks look at ------------------------------------------------------
     def layout_settings(self) -> LayoutSettings:
@@ -329,6 +331,7 @@ class LearnScreen(QWidget):
                 for hw in {im.shape[:2] for im in images}:
                     Layout.of(model_cfg, hw)
             cfg = TrainConfig(model=model_cfg, steps=s.training_steps, teacher=s.teacher,
+                              minutes=s.training_minutes or None,
                               penalty=s.penalty, device=s.device,
                               target_frr=self.target_frr.value() / 100)
         except InspectError as exc:

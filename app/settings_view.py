@@ -111,6 +111,12 @@ class SettingsScreen(QWidget):
         f.addRow("Model size", self.size)
         f.addRow("Input size (px; also on Learn)", self.image_size)
         f.addRow("Training steps", self.steps)
+        self.minutes = QDoubleSpinBox()
+        self.minutes.setRange(0, 10_000)
+        self.minutes.setDecimals(1)
+        self.minutes.setSpecialValueText("by steps")        # 0: no time budget
+        self.minutes.setSuffix(" min")
+        f.addRow("Learn for (steps then only cap it)", self.minutes)
         f.addRow("Good frames to capture", self.good_frames)
         f.addRow("Teacher (default / file / random)", self.teacher)
         f.addRow("Products", self.products)
@@ -185,6 +191,7 @@ class SettingsScreen(QWidget):
         self.size.setCurrentText(s.model_size)
         self.image_size.setValue(s.image_size)
         self.steps.setValue(s.training_steps)
+        self.minutes.setValue(s.training_minutes)
         self.good_frames.setValue(s.good_frames)
         self.teacher.setText(s.teacher)
         self.products.setText(", ".join(s.products))
@@ -208,6 +215,7 @@ class SettingsScreen(QWidget):
                             database_url=self.db_url.text().strip()),
             device=self.device.currentText(), model_size=self.size.currentText(),
             image_size=self.image_size.value(), training_steps=self.steps.value(),
+            training_minutes=self.minutes.value(),
             good_frames=self.good_frames.value(), teacher=self.teacher.text().strip() or "default",
             products=products, current_product=current)
 

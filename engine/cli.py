@@ -53,7 +53,11 @@ class ProgressBar:
 def _add_train_options(p: argparse.ArgumentParser, default_steps: int) -> None:
     p.add_argument("--size", choices=["small", "medium"], default="small", help="PDN variant")
     p.add_argument("--image-size", type=int, default=256, help="network input side (multiple of 32)")
-    p.add_argument("--steps", type=int, default=default_steps)
+    p.add_argument("--steps", type=int, default=default_steps,
+                   help="training steps (with --minutes: the most it may take)")
+    p.add_argument("--minutes", type=finite_float, default=None,
+                   help="learn for this long in all (setup, steps, threshold); the learning-rate "
+                        "drop comes at 95%% of it")
     p.add_argument("--teacher", default="default",
                    help="teacher file, 'default' (shipped) or 'random' (far below the paper's results)")
     p.add_argument("--penalty", default="default",
@@ -83,7 +87,7 @@ def _model_config(a: argparse.Namespace) -> ModelConfig:
 def _train_config(a: argparse.Namespace) -> TrainConfig:
     return TrainConfig(model=_model_config(a), steps=a.steps,
                        teacher=a.teacher, penalty=a.penalty, seed=a.seed, device=a.device,
-                       precision=a.precision, target_frr=a.target_frr)
+                       precision=a.precision, target_frr=a.target_frr, minutes=a.minutes)
 
 
 def _skip(path: Path, message: str) -> None:
@@ -138,7 +142,7 @@ def _train_cmd(argv: list[str]) -> int:
     print(f"model card: {card}")
     m = result.meta
     print(f"saved {out}: threshold {m['threshold']:.4f} ({m['n_train']} training images, "
-          f"{m['n_holdout']} held out, {m['train_seconds']:.0f} s)")
+          f"{m['n_holdout']} held out, {m['steps']} steps, {m['train_seconds']:.0f} s)")
     return 0
 
 

@@ -192,6 +192,8 @@ class Settings:
     image_size: int = 256            # network input side (and tile side)
     layout: LayoutSettings = field(default_factory=LayoutSettings)
     training_steps: int = DEFAULT_TRAINING_STEPS
+    # Learn for this long in all (0: by steps alone; the steps then only cap it).
+    training_minutes: float = 0.0
     good_frames: int = 40            # frames the Learn flow captures by default
     teacher: str = "default"         # "default" (shipped file), a path, or "random"
     penalty: str = "default"         # "default" (shipped folder), a folder, or "none"
@@ -207,6 +209,9 @@ class Settings:
             out.append(f"Model size must be small or medium, not {self.model_size!r}.")
         if self.image_size < 64 or self.image_size % 32 or self.image_size > 2048:
             out.append(f"Model input size must be a multiple of 32 from 64 to 2048, not {self.image_size}.")
+        if not 0 <= self.training_minutes <= 10_000:          # also refuses NaN
+            out.append(f"Training minutes must be between 0 (train by steps) and 10,000, not "
+                       f"{self.training_minutes}.")
         if not 1 <= self.training_steps <= 1_000_000:
             out.append(f"Training steps must be between 1 and 1,000,000, not {self.training_steps}.")
         if not 5 <= self.good_frames <= 5000:
@@ -271,7 +276,7 @@ _KINDS: dict[type, dict[str, str]] = {
                       "target_false_reject": "number"},
     Settings: {"schema_version": "whole", "station": "text", "operator": "text",
                "device": "text", "model_size": "text", "image_size": "whole",
-               "training_steps": "whole", "good_frames": "whole", "teacher": "text",
+               "training_steps": "whole", "training_minutes": "number", "good_frames": "whole", "teacher": "text",
                "penalty": "text", "current_product": "text"},
 }
 _SECTIONS = ("camera", "storage", "layout", "products")

@@ -69,6 +69,9 @@ class TrainConfig:
     # AMX: about 2x faster here), fp32 elsewhere. Weights, optimizer and losses stay fp32.
     precision: str = "auto"             # "auto" | "fp32" | "bf16"
     checkpoint_every: int = 500         # steps between resume files
+    # A time budget for the whole Learn (setup, steps, calibration); `steps` then only caps
+    # it. The learning-rate drop moves with it (at lr_drop_at of the budget).
+    minutes: float | None = None
     # The default threshold aims at this share of good parts rejected (engine/calibration.py).
     target_frr: float = DEFAULT_TARGET_FRR
     synthetic_per_kind: int = 16        # synthetic defects of each kind for the check (0: none)
@@ -78,6 +81,8 @@ class TrainConfig:
             raise InspectError(f"Training needs at least 1 step, not {self.steps}.")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise InspectError(f"Precision must be auto, fp32 or bf16, not {self.precision!r}.")
+        if self.minutes is not None and not (0.0 < self.minutes < 1e6):   # also refuses NaN
+            raise InspectError(f"The training time must be a positive number of minutes, not {self.minutes}.")
         if not 0.0 < self.target_frr < 0.5:
             raise InspectError(f"The target false-reject rate must be between 0 and 0.5 (e.g. "
                                f"0.01 for 1%), not {self.target_frr}.")
@@ -260,8 +265,11 @@ def _holdout_scores(model: EfficientAD, hold_x: torch.Tensor, device) -> np.ndar
     return np.concatenate(scores).astype(np.float64)
 
 
-def _save_resume(path: Path, step: int, model, opt, sched, gen, cfg, fingerprint, losses) -> None:
+def _save_resume(path: Path, step: int, model, opt, sched, gen, cfg, fingerprint, losses,
+                 budget: "_Budget | None" = None) -> None:
     state = {
+        "budget_s": budget.seconds if budget and budget.seconds is not None else 0.0,
+        "elapsed_s": budget.used() if budget else 0.0,
         "format": RESUME_FORMAT, "step": step, "config": asdict(cfg), "fingerprint": fingerprint,
         "student": model.student.state_dict(), "autoencoder": model.autoencoder.state_dict(),
         "teacher": model.teacher.state_dict(),
@@ -284,7 +292,8 @@ _PLAIN = (str, int, float, bool, type(None))
 _RESUME_TYPES = {"step": int, "config": dict, "fingerprint": str, "student": dict,
                  "autoencoder": dict, "teacher": dict, "teacher_mean": torch.Tensor,
                  "teacher_std": torch.Tensor, "optimizer": dict, "scheduler": dict,
-                 "torch_rng": torch.Tensor, "py_rng": tuple, "losses": list}
+                 "torch_rng": torch.Tensor, "py_rng": tuple, "losses": list,
+                 "budget_s": float, "elapsed_s": float}
 
 
 def _resume_error(path: Path, problem: str) -> InspectError:
@@ -317,6 +326,8 @@ def _outline_problem(state) -> str | None:
             return f"'{key}' is missing"
         if not isinstance(state[key], kind) or (kind is int and isinstance(state[key], bool)):
             return f"'{key}' is a {type(state[key]).__name__}, not a {kind.__name__}"
+    if not all(0.0 <= state[k] < 1e9 for k in ("budget_s", "elapsed_s")):   # NaN fails too
+        return "its time budget is not a number of seconds"
     if not _is_plain(state["config"]):
         return "its training settings are not plain values"
     losses = state["losses"]
@@ -434,8 +445,9 @@ def make_optimizer(model: EfficientAD, cfg: TrainConfig):
     """-> (Adam over S and A, lr ×0.1 at lr_drop_at of the steps): what a resume file restores."""
     opt = torch.optim.Adam(list(model.student.parameters()) + list(model.autoencoder.parameters()),
                            lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, int(cfg.lr_drop_at * cfg.steps)),
-                                            gamma=0.1)
+    # Under a time budget the drop is made by _Budget when its time comes, not by steps.
+    drop_step = 2 ** 62 if cfg.minutes is not None else max(1, int(cfg.lr_drop_at * cfg.steps))
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=drop_step, gamma=0.1)
     return opt, sched
 
 
@@ -550,6 +562,7 @@ def _train(cfg, images, progress, should_stop, resume_path, names=None) -> Train
     start_step, losses = 0, []
     if state is not None:
         start_step, losses = restore_resume(resume_path, state, model, opt, sched, gen)
+        budget = _Budget(cfg, state["budget_s"] or None, state["elapsed_s"])
         del state                             # a second copy of every weight
         progress(start_step / cfg.steps, f"resumed at step {start_step}")
     else:
@@ -559,16 +572,21 @@ def _train(cfg, images, progress, should_stop, resume_path, names=None) -> Train
             tiles = [_random_tile(train_scaled[i % len(train_scaled)], s, gen)
                      for i in range(4 * len(train_scaled))]
             stats_x = torch.cat([train_x, torch.stack(tiles)])
+        t_stats = time.time()
         _teacher_stats(model, stats_x, device, bf16)
+        per_image_s = (time.time() - t_stats) / len(stats_x)
+        budget = _Budget.for_run(cfg, started, per_image_s, len(hold_idx))
 
     model.teacher.eval()
     model.student.train()
     model.autoencoder.train()
-    t0, window = time.time(), []
+    t0, window, done = time.time(), [], start_step
     for step in range(start_step, cfg.steps):
+        if budget.over():
+            break
         if should_stop():
             if resume_path is not None:
-                _save_resume(resume_path, step, model, opt, sched, gen, cfg, fingerprint, losses)
+                _save_resume(resume_path, step, model, opt, sched, gen, cfg, fingerprint, losses, budget)
             raise TrainingCancelled(f"training stopped at step {step} of {cfg.steps}")
         x_st, x_ae, x_pen = _batch(model, train_x, train_scaled, penalty_images, s, gen, device,
                                    cfg.batch_size)
@@ -581,19 +599,22 @@ def _train(cfg, images, progress, should_stop, resume_path, names=None) -> Train
         loss.backward()
         opt.step()
         sched.step()
+        budget.drop_lr(opt)
         window.append([p.item() for p in parts])          # hard, penalty, ae, stae
         done = step + 1
-        if done % 50 == 0 or done == cfg.steps:
+        if done % 50 == 0 or done == cfg.steps or budget.over():
             mean = np.mean(window, axis=0).tolist()
             losses.append([done] + mean)
             window = []
             rate = (done - start_step) / max(time.time() - t0, 1e-9)
-            progress(done / cfg.steps * 0.97,
-                     f"step {done}/{cfg.steps} loss {sum(mean):.4f} ({rate:.1f} steps/s)")
-        # The last step is saved too: the resume file stays until the caller has saved the
-        # model, so a failure in calibration or saving never costs the training.
-        if resume_path is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-            _save_resume(resume_path, done, model, opt, sched, gen, cfg, fingerprint, losses)
+            progress(budget.fraction(done, cfg.steps) * 0.97,
+                     f"step {done}/{budget.plan(cfg.steps)} loss {sum(mean):.4f} ({rate:.1f} steps/s)")
+        if resume_path is not None and done % cfg.checkpoint_every == 0:
+            _save_resume(resume_path, done, model, opt, sched, gen, cfg, fingerprint, losses, budget)
+    # The last step is saved too: the resume file stays until the caller has saved the
+    # model, so a failure in calibration or saving never costs the training.
+    if resume_path is not None:
+        _save_resume(resume_path, done, model, opt, sched, gen, cfg, fingerprint, losses, budget)
 
     progress(0.97, "map normalisation on held-out good images")
     model.eval()
@@ -608,11 +629,53 @@ def _train(cfg, images, progress, should_stop, resume_path, names=None) -> Train
         **_threshold_meta(cfg, hold_scores, estimate, synthetic),
         "n_train": len(train_idx), "n_holdout": len(hold_idx),
         "teacher": teacher_source, "penalty": cfg.penalty, "penalty_images": len(penalty_images),
-        "steps": cfg.steps, "resumed": resumed, "precision": "bf16" if bf16 else "fp32",
+        "steps": done, "steps_planned": cfg.steps, "minutes": cfg.minutes,
+        "stopped_by": "time" if done < cfg.steps else "steps",
+        "resumed": resumed, "precision": "bf16" if bf16 else "fp32",
         "losses": losses, "train_seconds": time.time() - started, "device": str(device),
     }
     progress(1.0, f"done: threshold {threshold:.4f}")
     return TrainResult(model, meta)
+
+
+@dataclass
+class _Budget:
+    """When the steps stop under a time budget, and when the learning rate drops."""
+    cfg: TrainConfig
+    seconds: float | None          # for the steps alone; None: no time budget
+    elapsed: float = 0.0           # step seconds of earlier runs (a resumed training)
+    t0: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def for_run(cls, cfg: TrainConfig, started: float, per_image_s: float, n_hold: int) -> "_Budget":
+        """The steps get the whole budget less what came before and what calibration will
+        take: held-out maps and scores and the synthetic defects, through T, S and A (about
+        three teachers' work per image, the teacher's time measured on the statistics)."""
+        if cfg.minutes is None:
+            return cls(cfg, None)
+        reserve = 3.0 * per_image_s * (2 * n_hold + 3 * cfg.synthetic_per_kind)
+        return cls(cfg, max(1.0, cfg.minutes * 60.0 - (time.time() - started) - reserve))
+
+    def used(self) -> float:
+        return self.elapsed + time.monotonic() - self.t0
+
+    def over(self) -> bool:
+        return self.seconds is not None and self.used() >= self.seconds
+
+    def fraction(self, done: int, steps: int) -> float:
+        by_steps = done / steps
+        return by_steps if self.seconds is None else min(1.0, max(by_steps, self.used() / self.seconds))
+
+    def plan(self, steps: int) -> str:
+        if self.seconds is None:
+            return f"{steps}"
+        return f"{steps} at most, {self.used() / 60:.1f} of {self.seconds / 60:.1f} min"
+
+    def drop_lr(self, opt) -> None:
+        """lr ×0.1 once lr_drop_at of the budget has passed (the step schedule's rule, in time)."""
+        if self.seconds is not None and self.used() >= self.cfg.lr_drop_at * self.seconds:
+            for g in opt.param_groups:
+                g["lr"] = min(g["lr"], 0.1 * self.cfg.lr)
 
 
 def _batch(model, train_x, train_scaled, penalty_images, s: int, gen: random.Random, device,

@@ -114,3 +114,21 @@ def test_the_app_starts_on_defaults_when_the_settings_file_is_bad(qtbot, tmp_pat
     qtbot.waitUntil(lambda: len(shown) >= 2, timeout=5000)
     assert any("newer version" in m for m in shown) and any(kept[0].name in m for m in shown)
     services.shutdown()
+
+
+def test_training_minutes_round_trip_and_reach_learn(qtbot, tmp_path):
+    from app_fixtures import make_window, tiny_settings
+    from engine.settings import load_settings, save_settings
+    d = tmp_path / "data"
+    save_settings(tiny_settings(training_minutes=2.5), d / "settings.json")
+    assert load_settings(d / "settings.json").training_minutes == 2.5
+    w = make_window(qtbot, d, autostart=False)
+    try:
+        w.settings_screen.load(w.services.settings)
+        assert w.settings_screen.minutes.value() == 2.5
+        w.learn.on_shown()
+        assert "2.5 minutes (at most 10 steps)" in w.learn.plan.text()
+    finally:
+        w.close()
+    bad = tiny_settings(training_minutes=float("nan"))
+    assert any("Training minutes" in p for p in bad.problems())

@@ -106,3 +106,19 @@ def test_resume_refuses_other_images(tmp_path):
         train(cfg, parts(8, 0), should_stop=lambda: True, resume_path=resume)
     with pytest.raises(InspectError, match="other settings or images"):
         train(cfg, parts(8, 1), resume_path=resume)
+
+
+def test_a_time_budget_stops_the_steps_and_drops_the_learning_rate(tmp_path):
+    """--minutes: the steps end when the budget is spent (the step count only caps it),
+    the learning rate drops at 95% of the time, and the file says what happened."""
+    resume = tmp_path / "run.partial.pt"
+    cfg = tiny_cfg(steps=10**6, minutes=0.1, precision="fp32")
+    result = train(cfg, parts(8, 0), resume_path=resume)
+    meta = result.meta
+    assert 1 <= meta["steps"] < 10**6 and meta["stopped_by"] == "time" and meta["minutes"] == 0.1
+    state = torch.load(resume, weights_only=True)          # kept until the caller saves
+    assert state["step"] == meta["steps"] and state["budget_s"] > 0
+    assert state["elapsed_s"] >= state["budget_s"]
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.1 * cfg.lr)
+    with pytest.raises(InspectError, match="positive number of minutes"):
+        tiny_cfg(minutes=float("nan"))
