@@ -124,35 +124,63 @@ def gev_exceedance(loc, scale, k, t):
 
 def estimate_threshold(scores: np.ndarray, target_frr: float = DEFAULT_TARGET_FRR,
                        seed: int = 0) -> ThresholdEstimate:
-    """The threshold aimed at `target_frr`, with how sure it is (see the module text)."""
+    """The threshold whose expected false-reject rate is `target_frr`, with how sure that
+    is (see the module text).
+
+    "Expected" over what the held-out parts leave uncertain: the laws fitted to n scores
+    drawn from the fit (a parametric bootstrap) stand for the laws the parts could have
+    come from, and t solves mean_b P_b(score >= t) = target. The plug-in quantile of the one
+    fit would be the target only if the fit were exact; with 10 parts it rejected 2.5-5% on
+    the dev sets, this rule 2.5-4.7%, converging to the plug-in as parts grow."""
     if not 0.0 < target_frr < 0.5:
         raise ValueError(f"target false-reject rate must be in (0, 0.5), got {target_frr}")
     s = np.asarray(scores, dtype=np.float64).ravel()
     if not np.all(np.isfinite(s)):
         raise ValueError("held-out good scores must be finite")
-    loc, scale, k = fit_gev(s)
-    t = gev_quantile(loc, scale, k, 1.0 - target_frr)
-    low, high = _frr_interval(s, (loc, scale, k), t, target_frr, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    fit = fit_gev(s)
+    refits = _parametric_refits(fit, s.size, rng)
+    t = _predictive_threshold(refits, target_frr, gev_quantile(*fit, 1.0 - target_frr))
+    low, high = _frr_interval(s, refits, t, rng)
+    loc, scale, k = fit
     return ThresholdEstimate(
         threshold=float(t), target_frr=float(target_frr), frr_low=low, frr_high=high,
         frr_bound=float(1.0 - 0.05 ** (1.0 / s.size)),
-        holdout_frr=float(np.mean(s >= t)), n_good=int(s.size), location=float(loc), scale=float(scale),
-        shape=float(k))
+        holdout_frr=float(np.mean(s >= t)), n_good=int(s.size), location=float(loc),
+        scale=float(scale), shape=float(k))
 
 
-def _frr_interval(s: np.ndarray, fit: tuple[float, float, float], t: float, target_frr: float,
-                  rng) -> tuple[float, float]:
-    """90% range of the false-reject rate the threshold t gives: the union of two bootstraps.
-    Resampling the scores (non-parametric) follows the data where the law fits them badly;
-    with a handful of scores it degenerates (resamples of 2 values are often one value), so
-    the parametric one (draw n scores from the fit, threshold them again, read that
-    threshold's rate under the fit) keeps the small-sample spread honest."""
+def _parametric_refits(fit: tuple[float, float, float], n: int, rng) -> np.ndarray:
+    """(B, 3): the GEV fitted again to each of B samples of n scores drawn from `fit`."""
+    loc, scale, k = fit
+    y = -np.log(rng.uniform(1e-12, 1.0, size=(_BOOTSTRAP, n)))
+    draws = loc - scale * np.log(y) if k == 0.0 else loc + scale / k * (1.0 - y ** k)
+    return np.array([fit_gev(d) for d in draws])
+
+
+def _predictive_threshold(refits: np.ndarray, target_frr: float, start: float) -> float:
+    """t with mean_b P_b(score >= t) = target, by bisection (the mean falls as t rises)."""
+    rate = lambda t: float(np.mean(gev_exceedance(refits[:, 0], refits[:, 1], refits[:, 2], t)))
+    width = max(float(np.median(refits[:, 1])), 1e-9)
+    lo, hi = start - width, start + width
+    while rate(lo) < target_frr:
+        lo -= 2 * (hi - lo)
+    while rate(hi) > target_frr:
+        hi += 2 * (hi - lo)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if rate(mid) > target_frr else (lo, mid)
+    return hi
+
+
+def _frr_interval(s: np.ndarray, refits: np.ndarray, t: float, rng) -> tuple[float, float]:
+    """90% range of the false-reject rate the threshold t gives, the union of two views of
+    the law: the parametric refits (honest with a handful of parts) and fits to resampled
+    scores (which follow the data where the law fits them badly, but degenerate with a
+    handful: resamples of 2 values are often one value)."""
     boot = s[rng.integers(0, s.size, size=(_BOOTSTRAP, s.size))]
     fits = np.array([fit_gev(b) for b in boot])
     frr_np = gev_exceedance(fits[:, 0], fits[:, 1], fits[:, 2], t)
-    u = rng.uniform(1e-12, 1.0, size=(_BOOTSTRAP, s.size))
-    draws = np.vectorize(lambda p: gev_quantile(*fit, p))(u)
-    t_p = np.array([gev_quantile(*fit_gev(d), 1.0 - target_frr) for d in draws])
-    frr_p = gev_exceedance(*fit, t_p)
+    frr_p = gev_exceedance(refits[:, 0], refits[:, 1], refits[:, 2], t)
     return (float(min(np.quantile(frr_np, 0.05), np.quantile(frr_p, 0.05))),
             float(max(np.quantile(frr_np, 0.95), np.quantile(frr_p, 0.95))))

@@ -218,6 +218,8 @@ def evaluate(check: CategoryCheck, cfg, progress=lambda f, m: None, skip=lambda 
         "device": meta.get("device"), "seed": meta.get("train_config", {}).get("seed", cfg.seed),
         "teacher": meta.get("teacher"), "teacher_sha256": file_sha256(meta.get("teacher") or ""),
         "model_id": meta.get("model_id"), "app_version": app_version(),
+        # every test image's score: any other threshold's rates can be read off afterwards
+        "image_scores": [{"type": t, "score": x} for t, x in zip(scored.types, scored.scores)],
     }
 
 

@@ -158,3 +158,23 @@ def test_a_model_file_with_numpy_values_in_its_meta_loads(tmp_path):
     _, back = load_checkpoint(tmp_path / "m.pt")
     assert back["threshold"] == 0.2 and back["scores"] == [0.0, 1.0, 2.0] and back["n"] == 4
     assert back["nested"] == {"k": [1.5]}
+
+
+def _mean_rates(law, truth, n=10, reps=120):
+    rates, plug_in = [], []
+    for seed in range(reps):
+        s = law(n, seed=seed)
+        rates.append(float(gev_exceedance(*truth, estimate_threshold(s, 0.01).threshold)))
+        plug_in.append(float(gev_exceedance(*truth, gev_quantile(*fit_gev(s), 0.99))))
+    return np.mean(rates), np.mean(plug_in)
+
+
+def test_with_few_parts_the_rule_rejects_less_than_the_plug_in_guess():
+    """Ten held-out parts, many times over: the rule's false-reject rate, averaged over the
+    repetitions, comes nearer the 1% it states than the plug-in quantile of one fit
+    (measured: Gumbel law 1.7% vs 2.8%; heavy tail k = -0.3, 2.7% vs 3.3%: the shape
+    shrunk towards Gumbel lightens the tail with so few parts)."""
+    rule, plug_in = _mean_rates(gumbel_scores, (0.3, 0.03, 0.0))
+    assert rule < 0.022 and rule < 0.75 * plug_in
+    rule, plug_in = _mean_rates(heavy_scores, (0.1, 0.02, -0.3))
+    assert rule < 0.032 and rule < plug_in

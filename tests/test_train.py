@@ -65,10 +65,11 @@ def test_learns_synthetic_defects():
     auc = image_auroc(np.r_[good, bad], np.r_[np.zeros(10), np.ones(10)])
     assert auc >= 0.9, (good, bad)
     meta = result.meta
-    assert meta["n_holdout"] == 2 and meta["n_train"] == 18
+    assert meta["n_holdout"] == 5 and meta["n_train"] == 15      # a quarter, short of MIN_HOLDOUT
+    assert len(meta["holdout_index"]) == 5
     assert meta["threshold"] > max(meta["holdout_scores"])
     est = meta["threshold_estimate"]
-    assert est["threshold"] == meta["threshold"] and est["n_good"] == 2
+    assert est["threshold"] == meta["threshold"] and est["n_good"] == 5
     check = meta["synthetic_check"]                  # 16 of each kind by default
     assert check["n"] == 48 and set(check["by_kind"]) == {"cutpaste", "stain", "scratch"}
     assert check["threshold"] == meta["threshold"]
