@@ -121,7 +121,7 @@ class MainWindow(QMainWindow):
         product's model, start the camera. A step that fails is shown and the rest still
         runs: the window is up, and the operator can fix it from here."""
         if self.services.startup_messages:      # said before this window was listening
-            self.show_error("Settings", "\n".join(self.services.startup_messages), True)
+            self.show_error("Settings file", "\n".join(self.services.startup_messages), True)
         steps = [self.services.open_log, self.services.load_product_model]
         if autostart:
             steps.append(self.services.start_live)      # begins once the log is open

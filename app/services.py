@@ -92,7 +92,7 @@ class Services(QObject):
         return True
 
     def _tell(self, problem: BaseException | str) -> None:
-        self.errors.report("Settings", problem)          # the log file, and any listener
+        self.errors.report("Settings file", problem)     # the log file, and any listener
         self.startup_messages.append(problem if isinstance(problem, str) else plain_words(problem))
 
     # ---- places ------------------------------------------------------------------------

@@ -329,9 +329,16 @@ def _read_torch_file(path: str | Path, what: str = "Model file") -> object:
                "the shipped teacher, the authors' teacher_small.pth / teacher_medium.pth or "
                "an anomalib EfficientAD checkpoint")
         # torch's own advice ("can still be loaded if you trust the source") is not ours.
-        why = ("it holds Python objects besides weights and plain values; this app never loads "
-               "those, as they could run code" if "Weights only load failed" in str(e)
-               else f"{type(e).__name__}: {_one_line(e, 200)}")
+        # torch says "Weights only load failed" for any unpickling error in this mode;
+        # only "Unsupported global" means a real pickle of Python objects.
+        text = str(e)
+        if "Unsupported global" in text or "Unsupported class" in text:
+            why = ("it holds Python objects besides weights and plain values; this app never "
+                   "loads those, as they could run code")
+        elif "Weights only load failed" in text or "invalid load key" in text:
+            why = "it is damaged, cut short, or not a file saved by PyTorch at all"
+        else:
+            why = f"{type(e).__name__}: {_one_line(e, 200)}"
         raise InspectError(
             f"{_shown(path)} is not a {what.lower()} this app can read ({why}). Use {use}.") from e
 
