@@ -177,8 +177,7 @@ class Services(QObject):
         """On a worker: migrations, the journal and the startup picture check may take a
         while. A log another app writes opens read-only (History works, nothing is judged);
         a log that cannot open at all stops judging with the reason on the Live screen."""
-        from engine.log import InspectionLog
-        from engine.log.log import LogInUse
+        from engine.log import InspectionLog, LogInUse
 
         def open_it():
             try:

@@ -95,7 +95,7 @@ def test_check_refuses_while_the_writer_runs(log_place):
 
 def test_one_writer_per_pictures_folder(log_place):
     import os
-    from engine.log.log import LogInUse
+    from engine.log import LogInUse
     with log_place.open() as first:
         first.start_writer()
         with pytest.raises(LogInUse, match=f"in use by process {os.getpid()} on "):

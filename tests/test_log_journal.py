@@ -19,7 +19,7 @@ from sqlalchemy import func, select, text
 
 from engine.log import InspectionFilter, InspectionLog, LogConfig, PictureState, SortKey
 from engine.log.database import make_engine, resolve
-from engine.log.log import ABRUPT_BOUND
+from engine.log import ABRUPT_BOUND
 from engine.log.migrations import migrate
 from engine.log.schema import inspections
 from engine.types import Decision, Verdict, decide

@@ -6,7 +6,7 @@ No Qt here: status goes to plain callbacks (LogEvent).
 """
 from engine.log.config import LogConfig, RetentionPolicy
 from engine.log.integrity import PictureCheck
-from engine.log.log import InspectionLog
+from engine.log.inspection_log import ABRUPT_BOUND, InspectionLog, LogInUse
 from engine.log.queries import (UNLABELED, InspectionFilter, Page, PageCursor, ShiftPlan,
                                 SortKey, SummaryRow)
 from engine.log.records import (InspectionRecord, InspectionRow, Label, LogEvent, ModelInfo,
@@ -16,7 +16,7 @@ from engine.log.schema import SCHEMA_VERSION
 from engine.log.writer import LogWriter, WriterStats
 
 __all__ = [
-    "InspectionLog", "LogConfig", "RetentionPolicy", "InspectionRecord", "InspectionRow",
+    "InspectionLog", "LogInUse", "ABRUPT_BOUND", "LogConfig", "RetentionPolicy", "InspectionRecord", "InspectionRow",
     "InspectionFilter", "Page", "PageCursor", "SortKey", "ShiftPlan", "SummaryRow", "UNLABELED",
     "Label", "PictureState", "LogEvent", "ModelInfo", "ThresholdChange", "LogWriter",
     "WriterStats", "PictureCheck", "RetentionResult", "SCHEMA_VERSION",

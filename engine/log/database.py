@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine, URL, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, URL, create_engine, event, make_url
 
 from engine.errors import InspectError
 
@@ -54,6 +54,11 @@ def make_engine(url: URL, busy_timeout_s: float = 10.0) -> Engine:
     # the writer stops the line (or spools) in a bounded time.
     args = {"connect_timeout": 5} if url.get_backend_name() == "postgresql" else {}
     return create_engine(url, pool_pre_ping=True, connect_args=args)
+
+
+def write_connection(engine: Engine) -> Connection:
+    """A connection whose transactions take SQLite's write lock up front (BEGIN IMMEDIATE)."""
+    return engine.connect().execution_options(sqlite_begin="IMMEDIATE")
 
 
 def is_server(location: str | Path) -> bool:

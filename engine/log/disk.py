@@ -2,13 +2,26 @@
 disk-full error wait for real room before trying pictures again."""
 from __future__ import annotations
 
+import shutil
 import time
+from pathlib import Path
 from typing import Callable
+
+from sqlalchemy import Engine
 
 from engine.log.config import LogConfig
 from engine.log.events import Throttle
+from engine.log.pictures import PictureStore
 
 _ROOM_AFTER_FULL = 8e6     # bytes more than at the failure before pictures are tried again
+
+
+def free_bytes(engine: Engine, pictures: PictureStore) -> list[int]:
+    """Free space where pictures go and, for SQLite, where the database grows."""
+    free = [pictures.free_bytes()]
+    if engine.url.get_backend_name() == "sqlite":
+        free.append(shutil.disk_usage(Path(engine.url.database).parent).free)
+    return free
 
 
 class DiskWatch:

@@ -22,22 +22,22 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Callable
 
-from sqlalchemy import insert
+from sqlalchemy import Engine, insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from engine.errors import InspectError
-from engine.log.disk import DiskWatch
+from engine.log.config import LogConfig
+from engine.log.database import write_connection
+from engine.log.disk import DiskWatch, free_bytes
 from engine.log.events import Throttle
-from engine.log.pictures import DISK_FULL_ERRNOS, picture_names
+from engine.log.journal import Journal
+from engine.log.pictures import DISK_FULL_ERRNOS, PictureStore, picture_names
 from engine.log.records import InspectionRecord, PictureState
 from engine.log.recovery import count_key, count_rows, replay, write_checkpoint
 from engine.log.schema import inspections, unlogged_counts
 from engine.types import Decision
-
-if TYPE_CHECKING:
-    from engine.log.log import InspectionLog
 
 _PICTURES_PER_BATCH = 16      # bounds the time from a FAIL to its committed row
 
@@ -71,7 +71,14 @@ class _Item:
     record: InspectionRecord | None   # kept only while its pictures wait to be written
 
 
-def _clip(value: str, n: int) -> str:
+# The text columns a record fills, clipped to the schema's lengths (a longer name would be
+# refused by PostgreSQL and lose the verdict).
+_TEXT_LIMITS = {name: inspections.c[name].type.length
+                for name in ("station", "camera", "product", "model_id")}
+
+
+def _clip(value: str, column: str) -> str:
+    n = _TEXT_LIMITS[column]
     return value if len(value) <= n else value[:n]
 
 
@@ -88,9 +95,9 @@ def make_row(record: InspectionRecord, state: PictureState | None) -> dict:
         reason = (reason + "; " if reason else "") + "score was NaN (stored as +inf)"
     latency = float(v.latency_ms)
     return {
-        "t_us": int(round(record.wall_time * 1e6)), "station": _clip(record.station, 64),
-        "camera": _clip(record.camera, 128), "product": _clip(record.product, 64),
-        "model_id": _clip(v.model_id, 64), "frame_id": int(v.frame_id),
+        "t_us": int(round(record.wall_time * 1e6)), "station": _clip(record.station, "station"),
+        "camera": _clip(record.camera, "camera"), "product": _clip(record.product, "product"),
+        "model_id": _clip(v.model_id, "model_id"), "frame_id": int(v.frame_id),
         "score": _finite_or_inf(float(v.score)), "threshold": _finite_or_inf(float(v.threshold)),
         "verdict": v.decision.value, "latency_ms": None if math.isnan(latency) else latency,
         "image_path": None, "overlay_path": None, "picture_bytes": None,
@@ -132,15 +139,26 @@ class _Fifo:
 
 
 class LogWriter:
-    def __init__(self, log: "InspectionLog"):
-        self._log = log
-        self._cfg = log.config
-        self._journal = log.journal
+    """Writes the verdicts of one log. It gets what it needs, not the log: the database
+    engine, the pictures store, the config, the journal, `emit` for events, the journal
+    checkpoint reached so far, and `go_online` (called before replaying into a database
+    that did not answer when the log was opened: brings its schema up to date)."""
+
+    def __init__(self, engine: Engine, pictures: PictureStore, config: LogConfig,
+                 journal: Journal, emit: Callable[..., None], checkpoint: int = 0,
+                 online: bool = True, go_online: Callable[[], None] = lambda: None):
+        self._engine = engine
+        self._pictures = pictures
+        self._emit = emit
+        self._online = online
+        self._go_online = go_online
+        self._cfg = config
+        self._journal = journal
         self._queue = _Fifo(self._cfg.queue_size)
         self._order = threading.Lock()            # journal numbers follow the queue's order
         self._budget = threading.Condition()      # pictures waiting in memory, PASS sampling
         self._progress = threading.Condition()
-        self._throttle = Throttle(log.emit)
+        self._throttle = Throttle(emit)
         self._pool = ThreadPoolExecutor(self._cfg.encoder_threads, thread_name_prefix="log-encode")
         self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
         self._stop_requested = threading.Event()
@@ -151,23 +169,23 @@ class LogWriter:
         self._queued_picture_bytes = 0
         self._queued_picture_records = 0
         # under _progress
-        self._checkpoint = log.checkpoint         # every journal entry up to here is in the db
+        self._checkpoint = checkpoint         # every journal entry up to here is in the db
         self._counts: list[tuple[int, tuple]] = []   # (seq, key) counted, not yet in the db
         # spooling (on_db_failure="spool"): entries up to _spooled_upto wait in the journal
-        self._spooling = not log.online
+        self._spooling = not online
         # Opened offline: whatever the journal holds may be above the server's checkpoint.
-        self._spooled_upto = 0 if log.online else log.journal.last_seq
+        self._spooled_upto = 0 if online else journal.last_seq
         self._spooled_items = 0
         self._retry_at = 0.0
         self._retry_delay = 0.5
         # statistics and health
         self._n = collections.Counter()
-        self._db_ok = log.online
-        self._db_busy_since: float | None = None if log.online else time.monotonic()
+        self._db_ok = online
+        self._db_busy_since: float | None = None if online else time.monotonic()
         self._fatal = ""                          # the journal cannot be written, the thread died
         self._synced_at = 0.0
-        self._disk = DiskWatch(log.free_bytes, self._cfg, self._throttle, log.emit)
-        self._last_error = "" if log.online else "the database does not answer"
+        self._disk = DiskWatch(lambda: free_bytes(engine, pictures), self._cfg, self._throttle, emit)
+        self._last_error = "" if online else "the database does not answer"
 
     # ---- the scoring thread's side -------------------------------------------------
 
@@ -251,7 +269,7 @@ class LogWriter:
                 self._fatal = (f"The log journal in {self._journal.folder} cannot be written "
                                f"({exc.strerror or exc}): free space or fix the folder's "
                                "permissions, then start again.")
-                self._log.emit("journal_error", "error", self._fatal)
+                self._emit("journal_error", "error", self._fatal)
 
     def _wants_pictures(self, record: InspectionRecord) -> bool:
         if record.image is None:
@@ -341,7 +359,7 @@ class LogWriter:
         except Exception as exc:        # a bug must not silently end logging
             self._last_error = f"{type(exc).__name__}: {exc}"
             self._fatal = f"The log writer stopped: {self._last_error}"
-            self._log.emit("writer_error", "error", self._fatal)
+            self._emit("writer_error", "error", self._fatal)
         finally:
             self._defer_rest()
             with self._progress:
@@ -362,7 +380,7 @@ class LogWriter:
         if not self._fatal:
             self._fatal = (f"The log journal in {self._journal.folder} cannot be written "
                            f"({exc.strerror or exc}): free space or fix the folder, then start again.")
-            self._log.emit("journal_error", "error", self._fatal)
+            self._emit("journal_error", "error", self._fatal)
 
     def _past_give_up(self) -> bool:
         return self._stop_requested.is_set() and time.monotonic() > self._give_up_at
@@ -427,7 +445,7 @@ class LogWriter:
                                     "reason")}
         names = picture_names(row["t_us"], row["station"], item.uid)
         r = item.record
-        return self._log.pictures.save(r.image, r.overlay, names, meta, compress,
+        return self._pictures.save(r.image, r.overlay, names, meta, compress,
                                        self._cfg.overlay_max_side, self._cfg.overlay_jpeg_quality)
 
     def _picture_columns(self, future) -> dict:
@@ -442,7 +460,7 @@ class LogWriter:
             if exc.errno in DISK_FULL_ERRNOS:
                 self._disk.disk_full()
                 self._throttle.emit("disk_full", "error",
-                                    f"Disk full: no room for pictures in {self._log.pictures.root}. "
+                                    f"Disk full: no room for pictures in {self._pictures.root}. "
                                     "Verdicts are still logged, without pictures. Free space or "
                                     "lower the retention limits.", count_key="not_saved")
             else:
@@ -479,7 +497,7 @@ class LogWriter:
         while True:
             counts = self._counts_upto(last)
             try:
-                with self._log.write_connection() as conn, conn.begin():
+                with write_connection(self._engine) as conn, conn.begin():
                     if rows:
                         conn.execute(insert(inspections), rows)
                     self._insert_counts(conn, counts)
@@ -519,9 +537,9 @@ class LogWriter:
             return
         self._n["lost"] += 1
         self._last_error = f"database refused a row: {getattr(exc, 'orig', exc)}"
-        self._log.emit("lost", "error", f"One verdict could not be logged: the "
-                       f"{self._last_error} (frame {rows[0]['frame_id']}).",
-                       {"by_verdict": {rows[0]["verdict"]: 1}})
+        self._emit("lost", "error", f"One verdict could not be logged: the "
+                   f"{self._last_error} (frame {rows[0]['frame_id']}).",
+                   {"by_verdict": {rows[0]["verdict"]: 1}})
 
     def _committed(self, last: int, counted: int, nrows: int) -> None:
         self._n["committed"] += nrows
@@ -529,7 +547,7 @@ class LogWriter:
         self._db_busy_since = None
         if not self._db_ok:
             self._db_ok = True
-            self._log.emit("db_recovered", "info", "The inspection log database is writable again.")
+            self._emit("db_recovered", "info", "The inspection log database is writable again.")
 
     def _insert_counts(self, conn, counts: list[tuple[int, tuple]]) -> None:
         if counts:
@@ -575,10 +593,10 @@ class LogWriter:
         if not self._spooling:
             self._spooling = True
             self._retry_at = time.monotonic() + self._retry_delay
-            self._log.emit("spooling", "warning",
-                           f"The inspection log database does not answer ({self._last_error}): "
-                           f"verdicts are spooled in {self._journal.folder} and written when it "
-                           "answers again.")
+            self._emit("spooling", "warning",
+                       f"The inspection log database does not answer ({self._last_error}): "
+                       f"verdicts are spooled in {self._journal.folder} and written when it "
+                       "answers again.")
         pics = [{"s": item.seq, "pic": {k: row[k] for k in ("image_path", "overlay_path",
                                                              "picture_bytes", "picture_state")}}
                 for item, row in zip(batch, rows) if item.keep_pictures]
@@ -599,9 +617,10 @@ class LogWriter:
         if now < self._retry_at and not now_or_never:
             return False
         try:
-            if not self._log.online:
-                self._log.go_online()
-            done = replay(self._log.engine, self._log.pictures, self._journal, self._spooled_upto)
+            if not self._online:
+                self._go_online()
+                self._online = True
+            done = replay(self._engine, self._pictures, self._journal, self._spooled_upto)
         except (OperationalError, InterfaceError, InspectError) as exc:
             self._report_db_error(exc)
             self._retry_delay = min(self._retry_delay * 2, self._cfg.db_retry_max_s)
@@ -614,9 +633,9 @@ class LogWriter:
             self._progress.notify_all()
         n, self._spooled_items, self._spooling = self._spooled_items, 0, False
         self._retry_delay, self._db_ok, self._db_busy_since = 0.5, True, None
-        self._log.emit("db_recovered", "info",
-                       f"The inspection log database answers again: {n} spooled verdicts were "
-                       "written to it.", {"spooled": n, "rows": done.rows, "counted": done.counted})
+        self._emit("db_recovered", "info",
+                   f"The inspection log database answers again: {n} spooled verdicts were "
+                   "written to it.", {"spooled": n, "rows": done.rows, "counted": done.counted})
         return True
 
     # ---- stopping ------------------------------------------------------------------
@@ -638,8 +657,8 @@ class LogWriter:
         # could not commit, spooled, or counted.
         self._n["deferred"] = left
         by_verdict = collections.Counter(i.row["verdict"] for i in items)
-        self._log.emit("deferred", "warning",
-                       f"{left} verdicts could not be written to the database before the log "
-                       f"closed; they are kept in the journal ({self._journal.folder}) and "
-                       "written at the next start.",
-                       {"deferred": left, "by_verdict_queued": dict(by_verdict)})
+        self._emit("deferred", "warning",
+                   f"{left} verdicts could not be written to the database before the log "
+                   f"closed; they are kept in the journal ({self._journal.folder}) and "
+                   "written at the next start.",
+                   {"deferred": left, "by_verdict_queued": dict(by_verdict)})

@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from datetime import datetime
@@ -22,7 +21,8 @@ from sqlalchemy.exc import OperationalError
 from engine.errors import InspectError
 from engine.log import export, integrity, queries, registry
 from engine.log.config import LogConfig
-from engine.log.database import make_engine, resolve
+from engine.log.database import make_engine, resolve, write_connection
+from engine.log.disk import free_bytes
 from engine.log.events import safe_call
 from engine.log.journal import Journal
 from engine.log.migrations import migrate, read_version
@@ -204,7 +204,7 @@ class InspectionLog:
         if self.read_only:
             raise InspectError("This window opened the inspection log read-only (another app "
                                "writes it): labels and thresholds are changed in that app.")
-        return self.engine.connect().execution_options(sqlite_begin="IMMEDIATE")
+        return write_connection(self.engine)
 
     def start_writer(self) -> LogWriter:
         """Start the writer thread (and the retention worker when a policy is set)."""
@@ -214,7 +214,9 @@ class InspectionLog:
             if self.read_only or self.journal is None:
                 raise InspectError(f"The inspection log at {self.url} is open read-only (another "
                                    "app writes it): it cannot take verdicts here.")
-            self._writer = LogWriter(self).start()
+            self._writer = LogWriter(self.engine, self.pictures, self.config, self.journal,
+                                     self.emit, checkpoint=self.checkpoint, online=self.online,
+                                     go_online=self.go_online).start()
             policy = self.config.retention
             if policy.keep_days is not None or policy.keep_gb is not None:
                 self._retention = RetentionWorker(self.engine, self.pictures, policy, self.emit,
@@ -265,10 +267,7 @@ class InspectionLog:
 
     def free_bytes(self) -> list[int]:
         """Free space where pictures go and, for SQLite, where the database grows."""
-        free = [self.pictures.free_bytes()]
-        if self.engine.url.get_backend_name() == "sqlite":
-            free.append(shutil.disk_usage(Path(self.engine.url.database).parent).free)
-        return free
+        return free_bytes(self.engine, self.pictures)
 
     # ---- reading ---------------------------------------------------------------------
 
