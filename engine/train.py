@@ -534,20 +534,64 @@ def _check_images(images: list[np.ndarray], names: list[str] | None) -> None:
 
 
 def _train(cfg, images, progress, should_stop, resume_path, names=None) -> TrainResult:
+    """validate and prepare -> restore or initialise -> steps -> calibrate -> metadata."""
     started = time.time()
+    run, state = _prepare(cfg, images, names, resume_path, progress)
+    _restore_or_init(run, state, started, progress)
+    del state                                 # a second copy of every weight
+    _steps(run, should_stop, progress)
+    progress(0.97, "map normalisation on held-out good images")
+    run.model.eval()
+    hold = _HeldOut([images[i] for i in run.hold_idx], run.hold_x,
+                    [run.layouts[i] for i in run.hold_idx] if run.layouts else None)
+    hold_scores, estimate, synthetic = _calibrate(run.model, run.cfg, hold, run.penalty_images,
+                                                  run.device, progress)
+    run.model.cpu()
+    meta = _metadata(run, hold_scores, estimate, synthetic, started)
+    progress(1.0, f"done: threshold {estimate.threshold:.4f}")
+    return TrainResult(run.model, meta)
+
+
+@dataclass(eq=False)
+class _Run:
+    """What one training run works on: the training thread's own state, never shared."""
+    cfg: TrainConfig
+    device: torch.device
+    gen: random.Random                 # every random choice of the steps (resumable)
+    layouts: list | None               # per image, with tiling or an ROI
+    fingerprint: str
+    model: EfficientAD
+    teacher_source: str
+    penalty_images: list[np.ndarray]
+    train_idx: list[int]
+    hold_idx: list[int]
+    train_x: torch.Tensor              # (N,3,S,S) uint8 global views, on the CPU
+    hold_x: torch.Tensor
+    train_scaled: list | None          # with tiling: each training ROI at tile scale
+    bf16: bool
+    opt: torch.optim.Optimizer
+    sched: object
+    resume_path: Path | None
+    start_step: int = 0
+    done: int = 0
+    losses: list = field(default_factory=list)
+    budget: "_Budget | None" = None
+    resumed: bool = False
+
+
+def _prepare(cfg: TrainConfig, images, names, resume_path, progress) -> tuple[_Run, dict | None]:
+    """Check the inputs and the resume file (before anything slow), build the model, the
+    split and every image's views once -> (run, resume state or None)."""
     _check_images(images, names)
     if resume_path is not None and resume_path.exists() and not resume_path.is_file():
         raise InspectError(f"The resume file {resume_path} is a folder; move it away or choose "
                            "another output file.")
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    gen = random.Random(cfg.seed)
-    s = cfg.model.image_size
-    layouts = None                            # per image, with tiling or an ROI
+    layouts = None
     if cfg.model.uses_layout:
         cfg, layouts = _with_layout(cfg, images)
     fingerprint = _fingerprint(images)
-    # Read and check the resume file first: a bad one is refused before the slow setup.
     resumed = resume_path is not None and resume_path.is_file()
     state = read_resume(resume_path, cfg, fingerprint) if resumed else None
 
@@ -558,91 +602,114 @@ def _train(cfg, images, progress, should_stop, resume_path, names=None) -> Train
     progress(0.0, f"{len(train_idx)} training images, {len(hold_idx)} held out")
     # Each image's global view (the whole frame or ROI at S×S), once, as uint8 on the CPU;
     # with tiling also the ROI at tile scale, from which random tiles are cut each step.
-    views = [_views(im, layouts[i] if layouts else None, s) for i, im in enumerate(images)]
-    all_x = torch.stack([v[0] for v in views])                         # (N,3,S,S) uint8
-    train_x, hold_x = all_x[train_idx], all_x[hold_idx]
-    train_scaled = [views[i][1] for i in train_idx] if cfg.model.tiling else None
+    views = [_views(im, layouts[i] if layouts else None, cfg.model.image_size)
+             for i, im in enumerate(images)]
+    all_x = torch.stack([v[0] for v in views])
     model.to(device).to(memory_format=torch.channels_last)
-    bf16 = use_bf16(cfg.precision, device)
-
     opt, sched = make_optimizer(model, cfg)
-    start_step, losses = 0, []
-    if state is not None:
-        start_step, losses = restore_resume(resume_path, state, model, opt, sched, gen)
-        budget = _Budget(cfg, state["budget_s"] or None, state["elapsed_s"])
-        del state                             # a second copy of every weight
-        progress(start_step / cfg.steps, f"resumed at step {start_step}")
-    else:
-        progress(0.0, "teacher statistics")
-        stats_x = train_x
-        if train_scaled is not None:          # tiles are what the ST half sees most
-            tiles = [_random_tile(train_scaled[i % len(train_scaled)], s, gen)
-                     for i in range(4 * len(train_scaled))]
-            stats_x = torch.cat([train_x, torch.stack(tiles)])
-        t_stats = time.time()
-        _teacher_stats(model, stats_x, device, bf16)
-        per_image_s = (time.time() - t_stats) / len(stats_x)
-        budget = _Budget.for_run(cfg, started, per_image_s, len(hold_idx))
+    run = _Run(cfg, device, random.Random(cfg.seed), layouts, fingerprint, model, teacher_source,
+               penalty_images, train_idx, hold_idx, all_x[train_idx], all_x[hold_idx],
+               [views[i][1] for i in train_idx] if cfg.model.tiling else None,
+               use_bf16(cfg.precision, device), opt, sched, resume_path, resumed=resumed)
+    return run, state
 
+
+def _restore_or_init(run: _Run, state: dict | None, started: float, progress) -> None:
+    """A resumed run gets its weights, optimizer, random state and time budget back; a new
+    one measures the teacher's channel statistics (and times them for the budget)."""
+    if state is not None:
+        run.start_step, run.losses = restore_resume(run.resume_path, state, run.model, run.opt,
+                                                    run.sched, run.gen)
+        run.budget = _Budget(run.cfg, state["budget_s"] or None, state["elapsed_s"])
+        progress(run.start_step / run.cfg.steps, f"resumed at step {run.start_step}")
+        return
+    progress(0.0, "teacher statistics")
+    stats_x = run.train_x
+    if run.train_scaled is not None:          # tiles are what the ST half sees most
+        s = run.cfg.model.image_size
+        tiles = [_random_tile(run.train_scaled[i % len(run.train_scaled)], s, run.gen)
+                 for i in range(4 * len(run.train_scaled))]
+        stats_x = torch.cat([run.train_x, torch.stack(tiles)])
+    t_stats = time.time()
+    _teacher_stats(run.model, stats_x, run.device, run.bf16)
+    per_image_s = (time.time() - t_stats) / len(stats_x)
+    run.budget = _Budget.for_run(run.cfg, started, per_image_s, len(run.hold_idx))
+
+
+def train_step(model: EfficientAD, opt, sched, batch, p_hard: float, bf16: bool) -> list[float]:
+    """One optimisation step on batch = (x_st, x_ae, x_pen or None) -> the four loss terms
+    [L_hard, L_penalty, L_AE, L_STAE]. FloatingPointError, before any weight changes, when
+    the loss is not finite."""
+    parts = _losses(model, *batch, p_hard, bf16)
+    loss = sum(parts)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss {loss.item()}")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return [p.item() for p in parts]
+
+
+def _steps(run: _Run, should_stop, progress) -> None:
+    """The training steps until the step count or the time budget is spent; a resume file
+    every checkpoint_every steps, on cancel, and at the end."""
+    cfg, model, budget = run.cfg, run.model, run.budget
     model.teacher.eval()
     model.student.train()
     model.autoencoder.train()
-    t0, window, done = time.time(), [], start_step
-    for step in range(start_step, cfg.steps):
+    t0, window, run.done = time.time(), [], run.start_step
+    for step in range(run.start_step, cfg.steps):
         if budget.over():
             break
         if should_stop():
-            if resume_path is not None:
-                _save_resume(resume_path, step, model, opt, sched, gen, cfg, fingerprint, losses, budget)
+            _checkpoint(run, step)
             raise TrainingCancelled(f"training stopped at step {step} of {cfg.steps}")
-        x_st, x_ae, x_pen = _batch(model, train_x, train_scaled, penalty_images, s, gen, device,
-                                   cfg.batch_size)
-        parts = _losses(model, x_st, x_ae, x_pen, cfg.p_hard, bf16)
-        loss = sum(parts)
-        if not torch.isfinite(loss):
-            raise InspectError(f"Training diverged at step {step} (loss {loss.item()}). "
-                               "Check the good images (all black or blank?) or lower the step count.")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        budget.drop_lr(opt)
-        window.append([p.item() for p in parts])          # hard, penalty, ae, stae
-        done = step + 1
+        batch = _batch(model, run.train_x, run.train_scaled, run.penalty_images,
+                       cfg.model.image_size, run.gen, run.device, cfg.batch_size)
+        try:
+            window.append(train_step(model, run.opt, run.sched, batch, cfg.p_hard, run.bf16))
+        except FloatingPointError as e:
+            raise InspectError(f"Training diverged at step {step} ({e}). Check the good images "
+                               "(all black or blank?) or lower the step count.") from None
+        budget.drop_lr(run.opt)
+        run.done = done = step + 1
         if done % 50 == 0 or done == cfg.steps or budget.over():
-            mean = np.mean(window, axis=0).tolist()
-            losses.append([done] + mean)
+            mean = np.mean(window, axis=0).tolist()          # hard, penalty, ae, stae
+            run.losses.append([done] + mean)
             window = []
-            rate = (done - start_step) / max(time.time() - t0, 1e-9)
+            rate = (done - run.start_step) / max(time.time() - t0, 1e-9)
             progress(budget.fraction(done, cfg.steps) * 0.97,
                      f"step {done}/{budget.plan(cfg.steps)} loss {sum(mean):.4f} ({rate:.1f} steps/s)")
-        if resume_path is not None and done % cfg.checkpoint_every == 0:
-            _save_resume(resume_path, done, model, opt, sched, gen, cfg, fingerprint, losses, budget)
+        if done % cfg.checkpoint_every == 0:
+            _checkpoint(run, done)
     # The last step is saved too: the resume file stays until the caller has saved the
     # model, so a failure in calibration or saving never costs the training.
-    if resume_path is not None:
-        _save_resume(resume_path, done, model, opt, sched, gen, cfg, fingerprint, losses, budget)
+    _checkpoint(run, run.done)
 
-    progress(0.97, "map normalisation on held-out good images")
-    model.eval()
-    hold = _HeldOut([images[i] for i in hold_idx], hold_x,
-                    [layouts[i] for i in hold_idx] if layouts else None)
-    hold_scores, estimate, synthetic = _calibrate(model, cfg, hold, penalty_images, device, progress)
-    threshold = estimate.threshold
-    model.cpu()
-    meta = {
+
+def _checkpoint(run: _Run, step: int) -> None:
+    if run.resume_path is not None:
+        _save_resume(run.resume_path, step, run.model, run.opt, run.sched, run.gen, run.cfg,
+                     run.fingerprint, run.losses, run.budget)
+
+
+def _metadata(run: _Run, hold_scores, estimate: ThresholdEstimate, synthetic, started: float) -> dict:
+    """What the model file says about how it was made (a plain dict: the checkpoint rule)."""
+    cfg = run.cfg
+    return {
         "model_id": uuid.uuid4().hex[:12],
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **_threshold_meta(cfg, hold_scores, estimate, synthetic),
-        "n_train": len(train_idx), "n_holdout": len(hold_idx), "holdout_index": list(hold_idx),
-        "teacher": teacher_source, "penalty": cfg.penalty, "penalty_images": len(penalty_images),
-        "steps": done, "steps_planned": cfg.steps, "minutes": cfg.minutes,
-        "stopped_by": "time" if done < cfg.steps else "steps",
-        "resumed": resumed, "precision": "bf16" if bf16 else "fp32",
-        "losses": losses, "train_seconds": time.time() - started, "device": str(device),
+        "n_train": len(run.train_idx), "n_holdout": len(run.hold_idx),
+        "holdout_index": list(run.hold_idx),
+        "teacher": run.teacher_source, "penalty": cfg.penalty,
+        "penalty_images": len(run.penalty_images),
+        "steps": run.done, "steps_planned": cfg.steps, "minutes": cfg.minutes,
+        "stopped_by": "time" if run.done < cfg.steps else "steps",
+        "resumed": run.resumed, "precision": "bf16" if run.bf16 else "fp32",
+        "losses": run.losses, "train_seconds": time.time() - started, "device": str(run.device),
     }
-    progress(1.0, f"done: threshold {threshold:.4f}")
-    return TrainResult(model, meta)
 
 
 @dataclass

@@ -123,3 +123,25 @@ def test_a_time_budget_stops_the_steps_and_drops_the_learning_rate(tmp_path):
     assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.1 * cfg.lr)
     with pytest.raises(InspectError, match="positive number of minutes"):
         tiny_cfg(minutes=float("nan"))
+
+
+def test_one_training_step_alone():
+    """train_step(batch) -> the four loss terms; repeated on one batch they fall; a batch
+    that makes the loss NaN is refused before any weight changes."""
+    from engine.model import EfficientAD
+    from engine.train import make_optimizer, train_step
+    torch.manual_seed(0)
+    cfg = tiny_cfg(steps=100)
+    model = EfficientAD(cfg.model)
+    opt, sched = make_optimizer(model, cfg)
+    x = model.normalize_image(torch.rand(1, 3, 64, 64))
+    batch = (x, x.clone(), None)
+    first = train_step(model, opt, sched, batch, cfg.p_hard, bf16=False)
+    assert len(first) == 4 and first[1] == 0.0                # no penalty image, no penalty
+    for _ in range(15):
+        last = train_step(model, opt, sched, batch, cfg.p_hard, bf16=False)
+    assert sum(last) < 0.8 * sum(first)
+    before = [p.clone() for p in model.student.parameters()]
+    with pytest.raises(FloatingPointError):
+        train_step(model, opt, sched, (x * float("nan"), x, None), cfg.p_hard, bf16=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.student.parameters()))
