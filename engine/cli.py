@@ -21,7 +21,7 @@ from tqdm import tqdm
 from engine.data import (IMAGE_SUFFIXES, expand_inputs, list_images, load_images, load_mask,
                          load_rgb, mvtec_category)
 from engine.card import write_card
-from engine.errors import InspectError
+from engine.errors import InspectError, run_command
 from engine.model import PDN_RECEPTIVE_FIELD, ModelConfig, save_checkpoint
 from engine.train import TrainConfig, TrainingCancelled, train
 
@@ -94,20 +94,9 @@ def _skip(path: Path, message: str) -> None:
     tqdm.write(f"skipped: {message}", file=sys.stderr)
 
 
-def _run(fn, argv) -> int:
-    try:
-        return fn(argv)
-    except InspectError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except TrainingCancelled as e:
-        print(f"stopped: {e}; run the same command again to resume", file=sys.stderr)
-        return 130
-
-
 # -- train ------------------------------------------------------------------------------
 def train_main(argv: list[str]) -> int:
-    return _run(_train_cmd, argv)
+    return run_command(_train_cmd, argv)
 
 
 def _train_cmd(argv: list[str]) -> int:
@@ -175,7 +164,7 @@ def finite_float(text: str) -> float:
 
 
 def score_main(argv: list[str]) -> int:
-    return _run(_score_cmd, argv)
+    return run_command(_score_cmd, argv)
 
 
 def _score_cmd(argv: list[str]) -> int:
@@ -275,7 +264,7 @@ def _write_overlay(rgb: np.ndarray, amap, threshold: float, path: Path) -> Path:
 
 # -- eval -------------------------------------------------------------------------------
 def eval_main(argv: list[str]) -> int:
-    return _run(_eval_cmd, argv)
+    return run_command(_eval_cmd, argv)
 
 
 def _eval_cmd(argv: list[str]) -> int:
@@ -328,7 +317,7 @@ def _print_eval(res: dict) -> None:
 
 # -- calibrate --------------------------------------------------------------------------
 def calibrate_main(argv: list[str]) -> int:
-    return _run(_calibrate_cmd, argv)
+    return run_command(_calibrate_cmd, argv)
 
 
 def _calibrate_cmd(argv: list[str]) -> int:

@@ -27,7 +27,7 @@ from torchvision.transforms import v2
 
 from engine.backbones import BACKBONE_INPUT, PatchTarget, make_backbone
 from engine.data import list_images, load_rgb
-from engine.errors import InspectError
+from engine.errors import InspectError, run_command
 from engine.model import IMAGENET_MEAN, IMAGENET_STD, TEACHER_CHANNELS, pdn
 
 PDN_INPUT = 256
@@ -376,7 +376,7 @@ def evaluate_teacher(teacher: str, images: str, checkpoint: str | Path, data: st
 
 # -- command line -------------------------------------------------------------------------
 def main(argv: list[str]) -> int:
-    from engine.cli import ProgressBar, _run
+    from engine.cli import ProgressBar
 
     def run(argv: list[str]) -> int:
         p = argparse.ArgumentParser(prog="python main.py distill-teacher", description=__doc__.split("\n")[0])
@@ -443,4 +443,4 @@ def main(argv: list[str]) -> int:
         print(path)
         return 0
 
-    return _run(run, argv)
+    return run_command(run, argv)

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.errors import InspectError
+from engine.errors import InspectError, run_command
 
 
 def _fmt_setting(d: dict | None) -> str:
@@ -113,12 +113,7 @@ def grab_main(argv: list[str]) -> int:
                    help="camera setting applied after opening, e.g. exposure=5000, trigger=software")
     p.add_argument("--software-trigger", action="store_true", help="fire a software trigger for every frame")
     p.add_argument("--timeout", type=float, default=30.0, help="give up after this many seconds")
-    args = p.parse_args(argv)
-    try:
-        return _grab(args)
-    except InspectError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_command(_grab, p.parse_args(argv))
 
 
 def _grab(args: argparse.Namespace) -> int:
