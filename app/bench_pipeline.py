@@ -1,11 +1,13 @@
 """`python main.py bench pipeline`: does the live path keep up with the camera?
 
 The app's own parts, no GUI: the simulated line at a set frame rate (default 100 frames/s)
--> engine/camera acquisition thread (latest-frame slot) -> app.pipeline scoring thread
+-> engine/camera acquisition thread (latest-frame slot) -> engine.line scoring thread
 (Scorer, decide, overlay) -> engine/log writer (SQLite in a temporary folder). Reports the
 rate the camera delivered, the rate frames were judged, how many were skipped because
 scoring was busy (the pipeline always takes the newest frame, so it never falls behind,
 it skips), scoring and camera-to-verdict latency, and whether every verdict reached the log.
+With --count N the line makes N parts and the bench runs until every one is judged or
+skipped (no time window: what the tests use).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import numpy as np
 def _model_file(a, folder: Path) -> str:
     if a.model:
         return a.model
-    from engine.bench_score import SHARED, calibrated_model
+    from engine.bench.score import SHARED, calibrated_model
     from engine.data import load_rgb
     from engine.model import save_checkpoint
     good = [load_rgb(p) for p in sorted(SHARED.glob("*/*/train/good/*"))[::50][:8]]
@@ -39,6 +41,7 @@ def _prerendered_source(config, n: int = 40):
     """The simulated line with its first n parts drawn up front and replayed: a real camera
     delivers frames by DMA at almost no CPU cost, while drawing 100 parts/s would take a
     core of this machine away from scoring and skew the measurement."""
+    from engine.camera.base import EndOfStream
     from engine.camera.simulated import SimulatedLineSource
 
     class Prerendered(SimulatedLineSource):
@@ -49,6 +52,8 @@ def _prerendered_source(config, n: int = 40):
         def read(self, timeout):
             if self._pacer is None:
                 self.open()
+            if self.config.count and self._next_id >= self.config.count:
+                raise EndOfStream(f"{self.name}: {self.config.count} parts done.")
             if not self._pacer.wait(timeout):
                 return None
             rgb, mask, label, plan = self._cache[self._next_id % n]
@@ -57,12 +62,42 @@ def _prerendered_source(config, n: int = 40):
     return Prerendered(config)
 
 
+def _window(a, feed, results, lock):
+    """Warm up (model on the device, first frames, caches), then measure a.seconds."""
+    time.sleep(a.warmup)
+    with lock:
+        results.clear()
+    acq0 = feed.acquisition.status() if feed.acquisition else None
+    t0 = time.monotonic()
+    time.sleep(a.seconds)
+    t1 = time.monotonic()
+    acq1 = feed.acquisition.status() if feed.acquisition else None
+    return t0, t1, acq0, acq1
+
+
+def _until_every_part(pipe, feed, results, lock, timeout_s: float = 300.0):
+    """A finite line: wait until the camera has finished and every frame it delivered was
+    either judged or skipped (replaced before the scoring thread could take it)."""
+    from engine.camera import State
+    t0 = time.monotonic()
+    deadline = t0 + timeout_s
+    while time.monotonic() < deadline:
+        acq = feed.acquisition
+        st = acq.status() if acq is not None else None
+        with lock:
+            n = len(results)
+        if (st is not None and st.state == State.FINISHED
+                and st.delivered + st.dropped == st.received and n == st.delivered):
+            return t0, time.monotonic(), None, st
+        time.sleep(0.05)
+    raise RuntimeError(f"the line did not judge or skip every part within {timeout_s:.0f} s")
+
+
 def run(a) -> dict:
     import torch
 
-    from app.camera_feed import CameraFeed
-    from app.pipeline import ModelSpec, Pipeline
     from engine.camera.simulated import SimulatedLineConfig, SimulatedLineSource
+    from engine.line import CameraFeed, ModelSpec, Pipeline
     from engine.log import InspectionLog, LogConfig
     from engine.settings import CameraSettings
 
@@ -72,7 +107,8 @@ def run(a) -> dict:
         folder = Path(tmp)
         model_path = _model_file(a, folder)
         w, h = (int(v) for v in a.frame.lower().split("x"))
-        line = SimulatedLineConfig(fps=a.fps, width=w, height=h, defect_rate=0.3)
+        line = SimulatedLineConfig(fps=a.fps, width=w, height=h, defect_rate=0.3,
+                                   count=getattr(a, "count", 0))
         source = _prerendered_source(line) if a.prerendered else SimulatedLineSource(line)
         feed = CameraFeed(CameraSettings(), source_factory=lambda cam: source)
         lg = InspectionLog.open(folder / "log", LogConfig())
@@ -89,17 +125,15 @@ def run(a) -> dict:
                         log_submit=lg.submit)
         pipe.set_model(ModelSpec(product="bench", path=model_path))
         pipe.start()
-        time.sleep(a.warmup)                     # model on the device, first frames, caches
+        if getattr(a, "count", 0):
+            t0, t1, acq0, acq1 = _until_every_part(pipe, feed, results, lock)
+        else:
+            t0, t1, acq0, acq1 = _window(a, feed, results, lock)
         scorer = pipe._scorer
         backend_used = [scorer.backend] if scorer is not None else []
-        with lock:
-            results.clear()
-        acq0 = feed.acquisition.status() if feed.acquisition else None
-        t0 = time.monotonic()
-        time.sleep(a.seconds)
-        t1 = time.monotonic()
-        acq1 = feed.acquisition.status() if feed.acquisition else None
         pipe.stop()
+        if not pipe.join(30.0):
+            errors.append("the scoring thread did not stop within 30 s")
         verdicts_total = pipe.parts
         writer = lg.start_writer()               # the running writer (start is idempotent)
         flushed = writer.flush(30.0)
@@ -109,7 +143,7 @@ def run(a) -> dict:
         logged_rows = lg.count()
         stats = lg.stop_writer()
         lg.close()
-    received = (acq1.received - acq0.received) if acq0 and acq1 else None
+    received = (acq1.received - (acq0.received if acq0 else 0)) if acq1 else None
     score_ms = np.array([r.verdict.latency_ms for r in judged]) if judged else np.zeros(1)
     e2e_ms = np.array([(t - r.frame.t) * 1000 for t, r in got if r.verdict is not None]) \
         if judged else np.zeros(1)
@@ -137,6 +171,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--fps", type=float, default=100.0, help="simulated camera frame rate")
     p.add_argument("--seconds", type=float, default=15.0)
     p.add_argument("--warmup", type=float, default=5.0)
+    p.add_argument("--count", type=int, default=0,
+                   help="make this many parts and run until each is judged or skipped")
     p.add_argument("--frame", default="640x480", help="camera frame size WxH")
     p.add_argument("--model", help="trained model file (default: calibrated untrained model)")
     p.add_argument("--size", choices=["small", "medium"], default="small")

@@ -1,7 +1,7 @@
 """`python main.py bench log` runs end to end (tiny sizes here; real figures come from the bench)."""
 import json
 
-from engine.log import bench
+from engine.bench import log as bench
 
 
 def test_bench_log_prints_the_promised_keys(capsys):

@@ -28,7 +28,7 @@ import numpy as np
 from sqlalchemy import insert, text
 from sqlalchemy.exc import OperationalError
 
-from engine.errors import InspectError
+from engine.errors import InspectError, run_command
 from engine.log import InspectionFilter, InspectionLog, InspectionRecord, LogConfig, SortKey
 from engine.log.schema import inspections
 from engine.types import Decision, Verdict
@@ -194,28 +194,26 @@ def main(argv: list[str]) -> int:
     p.add_argument("--size", type=int, default=1024, help="picture side in pixels")
     p.add_argument("--overwrite-scratch", action="store_true",
                    help="--url may already hold rows: it is a scratch database the bench may empty")
-    args = p.parse_args(argv)
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-log-") as tmp:
-            if args.url and not args.overwrite_scratch:
-                held = check_scratch(args.url, Path(tmp))
-                if held:
-                    raise InspectError(
-                        f"The database at {args.url} already holds rows ("
-                        + ", ".join(f"{n}: {c}" for n, c in held.items()) + ") and the bench "
-                        "would empty it; point --url at an empty scratch database, or add "
-                        "--overwrite-scratch if these rows may go.")
-            result = run(args, Path(tmp))
-    except InspectError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_command(_bench, p.parse_args(argv))
+
+
+def _bench(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="bench-log-") as tmp:
+        if args.url and not args.overwrite_scratch:
+            held = check_scratch(args.url, Path(tmp))
+            if held:
+                raise InspectError(
+                    f"The database at {args.url} already holds rows ("
+                    + ", ".join(f"{n}: {c}" for n, c in held.items()) + ") and the bench "
+                    "would empty it; point --url at an empty scratch database, or add "
+                    "--overwrite-scratch if these rows may go.")
+        result = run(args, Path(tmp))
     if args.json:
         print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in result.items()}))
     else:
         for key, value in result.items():
             print(f"{key:>26}: {value:.2f}" if isinstance(value, float) else f"{key:>26}: {value}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

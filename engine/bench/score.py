@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from engine.data import list_images, load_rgb
-from engine.errors import InspectError
+from engine.errors import InspectError, run_command
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"      # beside the checkout
 CPU_PATHS = ["eager", "torch-fp32", "torch-fp32-nnpack", "torch-bf16", "onnxruntime", "openvino-fp32", "openvino-bf16"]
 CUDA_PATHS = ["eager", "torch-fp32", "torch-fp32-graph", "torch-bf16", "torch-fp16-graph"]
 
@@ -76,30 +76,48 @@ def main(argv: list[str]) -> int:
     p.add_argument("--data", help="take the test images from this MVTec-layout category (or "
                    "root) folder instead of every set under ../shared/data")
     p.add_argument("--json", action="store_true")
-    a = p.parse_args(argv)
-    try:
-        return _bench(a)
-    except InspectError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_command(_bench, p.parse_args(argv))
 
 
-def _bench(a) -> int:
-    from engine.model import load_checkpoint
-    from engine.scoring import Scorer
-
+def _bench(a: argparse.Namespace) -> int:
     if a.device == "cuda" and not torch.cuda.is_available():
         raise InspectError("--device cuda: no CUDA GPU here.")
+    frames = _accuracy_frames(a)
+    model, meta = _model(a)
+    scorers = _scorers(model, meta, a)
+    threshold = scorers["eager"].threshold
+    acc = _accuracy(scorers, frames, threshold)
+    rows = _rows(scorers, _timings(scorers, frames, a), acc, a.batch)
+    info = {"device": a.device if a.device == "cpu" else torch.cuda.get_device_name(),
+            "batch": a.batch, "image_size": model.config.image_size, "size": model.config.size,
+            "accuracy_images": len(frames), "threshold": threshold,
+            "model": a.model or f"calibrated untrained ({meta.get('teacher')} teacher)",
+            "torch_threads": torch.get_num_threads()}
+    if a.json:
+        print(json.dumps({"info": info, "paths": rows}))
+    else:
+        _print_table(info, rows)
+    return 0
+
+
+def _accuracy_frames(a: argparse.Namespace) -> list[np.ndarray]:
     root = Path(a.data) if a.data else None
     paths = real_test_images(a.images or None, root)
     if not paths:
         raise InspectError(f"No test images (test/<kind>/*) found under {root or SHARED}.")
-    frames = [load_rgb(p) for p in paths]
+    return [load_rgb(p) for p in paths]
+
+
+def _model(a: argparse.Namespace):
+    from engine.model import load_checkpoint
     if a.model:
-        model, meta = load_checkpoint(a.model)
-    else:
-        good = [load_rgb(p) for p in sorted(SHARED.glob("*/*/train/good/*"))[::50][:16]]
-        model, meta = calibrated_model(a.size, a.image_size, good)
+        return load_checkpoint(a.model)
+    good = [load_rgb(p) for p in sorted(SHARED.glob("*/*/train/good/*"))[::50][:16]]
+    return calibrated_model(a.size, a.image_size, good)
+
+
+def _scorers(model, meta: dict, a: argparse.Namespace) -> dict:
+    from engine.scoring import Scorer
     names = a.paths.split(",") if a.paths else (CUDA_PATHS if a.device == "cuda" else CPU_PATHS)
     scorers = {}
     for name in names:
@@ -109,9 +127,12 @@ def _bench(a) -> int:
             print(f"skipping {name}: {type(e).__name__}: {e}", file=sys.stderr)
     if "eager" not in scorers:
         raise InspectError("the eager baseline could not be built")
-    threshold = scorers["eager"].threshold
+    return scorers
 
-    # Accuracy on every chosen real image, frame by frame at its own resolution.
+
+def _accuracy(scorers: dict, frames: list[np.ndarray], threshold: float) -> dict:
+    """Against the eager baseline on every chosen real image, frame by frame at its own
+    resolution: (largest score difference, relative, largest map difference, verdict flips)."""
     ref = [scorers["eager"].score([f]) for f in frames]
     acc = {"eager": (0.0, 0.0, 0.0, 0)}          # the baseline against itself, not rescored
     for name, sc in scorers.items():
@@ -127,8 +148,12 @@ def _bench(a) -> int:
             worst_map = max(worst_map, float(np.abs(out.maps[0] - r.maps[0]).max()))
             flips += (out.scores[0] >= threshold) != (r.scores[0] >= threshold)
         acc[name] = (worst_abs, worst_rel, worst_map, flips)
+    return acc
 
-    # Speed: batches of 256x256-class frames (the first images, resized by the scorer).
+
+def _timings(scorers: dict, frames: list[np.ndarray], a: argparse.Namespace) -> dict:
+    """Milliseconds per batch of the first images (resized by the scorer), interleaved
+    round-robin so that load from other programs hits all paths alike."""
     batch = [frames[i % len(frames)] for i in range(a.batch)]
     for sc in scorers.values():                    # warm-up (graph capture, compile, caches)
         for _ in range(3):
@@ -141,33 +166,32 @@ def _bench(a) -> int:
             t0 = time.perf_counter()
             sc.score(batch)                        # includes the copy of maps to the host
             times[name].append((time.perf_counter() - t0) * 1000.0)
+    return times
+
+
+def _rows(scorers: dict, times: dict, acc: dict, batch: int) -> list[dict]:
     rows = []
     base_ips = None
     for name in scorers:
         t = np.array(times[name])
-        ips = a.batch * 1000.0 / float(np.mean(t))
+        ips = batch * 1000.0 / float(np.mean(t))
         base_ips = base_ips or ips
         worst_abs, worst_rel, worst_map, flips = acc[name]
-        rows.append({"name": name, "ms_median": float(np.median(t)) / a.batch,
-                     "ms_p99": float(np.percentile(t, 99)) / a.batch, "images_per_s": ips,
+        rows.append({"name": name, "ms_median": float(np.median(t)) / batch,
+                     "ms_p99": float(np.percentile(t, 99)) / batch, "images_per_s": ips,
                      "speedup": ips / base_ips, "max_score_diff": worst_abs,
                      "max_score_rel_diff": worst_rel, "max_map_diff": worst_map,
                      "verdict_changes": int(flips)})
-    info = {"device": a.device if a.device == "cpu" else torch.cuda.get_device_name(),
-            "batch": a.batch, "image_size": model.config.image_size, "size": model.config.size,
-            "accuracy_images": len(frames), "threshold": threshold,
-            "model": a.model or f"calibrated untrained ({meta.get('teacher')} teacher)",
-            "torch_threads": torch.get_num_threads()}
-    if a.json:
-        print(json.dumps({"info": info, "paths": rows}))
-        return 0
-    print(f"EfficientAD-{info['size'][0].upper()} {info['image_size']} px, batch {a.batch}, "
-          f"{info['device']}, {info['torch_threads']} threads; accuracy on {len(frames)} real "
-          f"test images; model: {info['model']}")
+    return rows
+
+
+def _print_table(info: dict, rows: list[dict]) -> None:
+    print(f"EfficientAD-{info['size'][0].upper()} {info['image_size']} px, batch {info['batch']}, "
+          f"{info['device']}, {info['torch_threads']} threads; accuracy on "
+          f"{info['accuracy_images']} real test images; model: {info['model']}")
     print(f"{'path':<18}{'ms/img med':>11}{'p99':>9}{'img/s':>9}{'speedup':>9}"
           f"{'score Δ':>10}{'rel Δ':>9}{'map Δ':>10}{'flips':>6}")
     for r in rows:
         print(f"{r['name']:<18}{r['ms_median']:>11.2f}{r['ms_p99']:>9.2f}{r['images_per_s']:>9.1f}"
               f"{r['speedup']:>8.2f}x{r['max_score_diff']:>10.2e}{r['max_score_rel_diff']:>9.2%}"
               f"{r['max_map_diff']:>10.2e}{r['verdict_changes']:>6}")
-    return 0

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import cv2
 
-from engine.errors import InspectError
+from engine.errors import InspectError, run_command
 
 ALL = ("sim", "folder", "video", "genicam")
 
@@ -72,12 +71,14 @@ def main(argv: list[str]) -> int:
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--height", type=int, default=240)
     p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
+    return run_command(_bench, p.parse_args(argv))
+
+
+def _bench(args: argparse.Namespace) -> int:
     kinds = [k.strip() for k in args.sources.split(",") if k.strip()]
     bad = [k for k in kinds if k not in ALL]
     if bad:
-        print(f"error: unknown source kind {', '.join(bad)}; choose from {', '.join(ALL)}", file=sys.stderr)
-        return 2
+        raise InspectError(f"unknown source kind {', '.join(bad)}; choose from {', '.join(ALL)}")
     w, h = args.width, args.height
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-camera-") as tmp:
