@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -215,59 +215,116 @@ def distill(cfg: DistillConfig, progress: Callable[[float, str], None] = lambda 
         raise InspectError(f"PDN size must be 'small' or 'medium', not {cfg.size!r}.")
     if max_offset(cfg.crop_out) < 0:
         raise InspectError(f"--crop-out {cfg.crop_out} is too large for a 256-px view (at most 48).")
-    work = Path(cfg.work_dir)
-    ck_path = work / "checkpoint.pt"
     train_paths, held = split_images(cfg.images, cfg.holdout_every)
     if not train_paths:
         raise InspectError(f"The image folder {cfg.images} has no training images left after holdout.")
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    make = TargetMaker(cfg)
-    augment = make_augment()
-    net = pdn(cfg.size, TEACHER_CHANNELS, padding=False)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    state = {"step": 0, "seconds": 0.0, "history": [], "heldout": []}
-    if ck_path.exists():
-        ck = torch.load(ck_path, map_location="cpu", weights_only=False)
-        net.load_state_dict(ck["pdn"])
-        opt.load_state_dict(ck["opt"])
-        mean, std = ck["mean"], ck["std"]
-        state = ck["state"]
-        torch.set_rng_state(ck["torch_rng"])
-        random.setstate(ck["py_rng"])
-        progress(state["step"] / cfg.steps, f"resumed at step {state['step']}")
-    else:
-        t0 = time.time()
-        mean, std = target_stats(make, train_paths, cfg.stat_views, augment,
-                                 progress=progress, should_stop=should_stop)
-        state["stats_seconds"] = time.time() - t0
-    held_eval = held[:16]
+    run = _Distillation.start(cfg, train_paths, held[:16], progress, should_stop)
+    run.train(progress, should_stop)
+    run.net.eval()
+    run.save()
+    return cfg.teacher_path()
 
-    def save() -> None:
-        state["heldout"].append((state["step"], heldout_mse(net, make, mean, std, held_eval)))
-        _atomic_save({"pdn": net.state_dict(), "opt": opt.state_dict(), "mean": mean, "std": std,
-                      "state": state, "config": asdict(cfg), "torch_rng": torch.get_rng_state(),
-                      "py_rng": random.getstate()}, ck_path)
-        _atomic_save(teacher_state(net), cfg.teacher_path())
 
-    # The pool: normalised 256-px inputs (V,3,256,256) and normalised targets (V,384,64,64) fp16.
-    def new_views(k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rgb = torch.stack([augment(load_chw(random.choice(train_paths))) for _ in range(k)])
-        t = (make(rgb) - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+@dataclass(eq=False)
+class _Distillation:
+    """One run's networks, target statistics and resumable state (used by one thread)."""
+    cfg: DistillConfig
+    train_paths: list[Path]
+    held_eval: list[Path]
+    make: TargetMaker
+    augment: v2.Compose
+    net: torch.nn.Sequential
+    opt: torch.optim.Optimizer
+    mean: torch.Tensor | None = None
+    std: torch.Tensor | None = None
+    state: dict = field(default_factory=lambda: {"step": 0, "seconds": 0.0, "history": [],
+                                                 "heldout": []})
+
+    @property
+    def ck_path(self) -> Path:
+        return Path(self.cfg.work_dir) / "checkpoint.pt"
+
+    @classmethod
+    def start(cls, cfg: DistillConfig, train_paths: list[Path], held_eval: list[Path],
+              progress, should_stop) -> "_Distillation":
+        """New networks (in the seeded order a resume relies on), then the checkpoint's state
+        or, for a first run, the target statistics."""
+        make = TargetMaker(cfg)
+        augment = make_augment()
+        net = pdn(cfg.size, TEACHER_CHANNELS, padding=False)
+        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        run = cls(cfg, train_paths, held_eval, make, augment, net, opt)
+        if run.ck_path.exists():
+            ck = torch.load(run.ck_path, map_location="cpu", weights_only=False)
+            net.load_state_dict(ck["pdn"])
+            opt.load_state_dict(ck["opt"])
+            run.mean, run.std = ck["mean"], ck["std"]
+            run.state = ck["state"]
+            torch.set_rng_state(ck["torch_rng"])
+            random.setstate(ck["py_rng"])
+            progress(run.state["step"] / cfg.steps, f"resumed at step {run.state['step']}")
+        else:
+            t0 = time.time()
+            run.mean, run.std = target_stats(make, train_paths, cfg.stat_views, augment,
+                                             progress=progress, should_stop=should_stop)
+            run.state["stats_seconds"] = time.time() - t0
+        return run
+
+    def save(self) -> None:
+        self.state["heldout"].append((self.state["step"], heldout_mse(
+            self.net, self.make, self.mean, self.std, self.held_eval)))
+        _atomic_save({"pdn": self.net.state_dict(), "opt": self.opt.state_dict(),
+                      "mean": self.mean, "std": self.std, "state": self.state,
+                      "config": asdict(self.cfg), "torch_rng": torch.get_rng_state(),
+                      "py_rng": random.getstate()}, self.ck_path)
+        _atomic_save(teacher_state(self.net), self.cfg.teacher_path())
+
+    def new_views(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """k pool entries: normalised 256-px inputs (k,3,256,256), normalised targets
+        (k,384,64,64) in fp16."""
+        rgb = torch.stack([self.augment(load_chw(random.choice(self.train_paths)))
+                           for _ in range(k)])
+        t = (self.make(rgb) - self.mean.view(1, -1, 1, 1)) / self.std.view(1, -1, 1, 1)
         return pdn_input(rgb), t.half()
 
-    images, targets = new_views(cfg.pool_views)
-    n, top = cfg.crop_out, max_offset(cfg.crop_out)
-    last_save = time.time()
-    window: list[float] = []
-    started = time.time() - state["seconds"]
-    net.train()
-    while state["step"] < cfg.steps:
-        if should_stop():
-            save()
-            raise DistillStopped(f"stopped at step {state['step']}")
-        idx = random.sample(range(cfg.pool_views), cfg.refresh)
-        images[idx], targets[idx] = new_views(cfg.refresh)
+    def train(self, progress, should_stop) -> None:
+        cfg, state = self.cfg, self.state
+        images, targets = self.new_views(cfg.pool_views)
+        last_save = time.time()
+        window: list[float] = []
+        started = time.time() - state["seconds"]
+        self.net.train()
+        while state["step"] < cfg.steps:
+            if should_stop():
+                self.save()
+                raise DistillStopped(f"stopped at step {state['step']}")
+            idx = random.sample(range(cfg.pool_views), cfg.refresh)
+            images[idx], targets[idx] = self.new_views(cfg.refresh)
+            window.append(self._step(images, targets))
+            state["step"] += 1
+            state["seconds"] = time.time() - started
+            if len(window) == 100 or state["step"] == cfg.steps:
+                state["history"].append((state["step"], state["seconds"], sum(window) / len(window)))
+                window = []
+            frac = state["step"] / cfg.steps
+            if cfg.minutes:
+                frac = max(frac, state["seconds"] / (60 * cfg.minutes))
+            progress(frac, f"step {state['step']} loss "
+                           f"{window[-1] if window else state['history'][-1][2]:.4f}")
+            if time.time() - last_save > 60 * cfg.checkpoint_minutes:
+                self.save()
+                last_save = time.time()
+            if cfg.minutes and state["seconds"] >= 60 * cfg.minutes:
+                break
+        if window:
+            state["history"].append((state["step"], state["seconds"], sum(window) / len(window)))
+
+    def _step(self, images: torch.Tensor, targets: torch.Tensor) -> float:
+        """One optimiser step on a batch of crops drawn from the whole pool; its loss."""
+        cfg = self.cfg
+        n, top = cfg.crop_out, max_offset(cfg.crop_out)
         xs, ys = [], []
         for _ in range(cfg.batch):
             v = random.randrange(cfg.pool_views)
@@ -276,31 +333,12 @@ def distill(cfg: DistillConfig, progress: Callable[[float, str], None] = lambda 
             ys.append(y)
         x, y = torch.stack(xs), torch.stack(ys).float()     # (B,3,4n+29,4n+29), (B,384,n,n)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-            out = net(x)
+            out = self.net(x)
         loss = F.mse_loss(out.float(), y)
-        opt.zero_grad(set_to_none=True)
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-        state["step"] += 1
-        state["seconds"] = time.time() - started
-        window.append(loss.item())
-        if len(window) == 100 or state["step"] == cfg.steps:
-            state["history"].append((state["step"], state["seconds"], sum(window) / len(window)))
-            window = []
-        frac = state["step"] / cfg.steps
-        if cfg.minutes:
-            frac = max(frac, state["seconds"] / (60 * cfg.minutes))
-        progress(frac, f"step {state['step']} loss {window[-1] if window else state['history'][-1][2]:.4f}")
-        if time.time() - last_save > 60 * cfg.checkpoint_minutes:
-            save()
-            last_save = time.time()
-        if cfg.minutes and state["seconds"] >= 60 * cfg.minutes:
-            break
-    if window:
-        state["history"].append((state["step"], state["seconds"], sum(window) / len(window)))
-    net.eval()
-    save()
-    return cfg.teacher_path()
+        self.opt.step()
+        return loss.item()
 
 
 # -- measuring a teacher ------------------------------------------------------------------
