@@ -24,6 +24,7 @@ from engine.card import write_card
 from engine.errors import InspectError, run_command
 from engine.model import PDN_RECEPTIVE_FIELD, ModelConfig, save_checkpoint
 from engine.train import TrainConfig, TrainingCancelled, train
+from engine.vocabulary import MODEL_SIZES, TRAIN_PRECISIONS
 
 
 class ProgressBar:
@@ -51,7 +52,7 @@ class ProgressBar:
 
 
 def _add_train_options(p: argparse.ArgumentParser, default_steps: int) -> None:
-    p.add_argument("--size", choices=["small", "medium"], default="small", help="PDN variant")
+    p.add_argument("--size", choices=MODEL_SIZES, default="small", help="PDN variant")
     p.add_argument("--image-size", type=int, default=256, help="network input side (multiple of 32)")
     p.add_argument("--steps", type=int, default=default_steps,
                    help="training steps (with --minutes: the most it may take)")
@@ -64,7 +65,7 @@ def _add_train_options(p: argparse.ArgumentParser, default_steps: int) -> None:
                    help="folder of natural images for the penalty term, 'default' or 'none'")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+    p.add_argument("--precision", default="auto", choices=TRAIN_PRECISIONS,
                    help="training arithmetic; auto = bf16 mixed precision where supported")
     p.add_argument("--target-frr", type=_fraction, default=0.01,
                    help="share of good parts the default threshold may reject (0.01 or 1%%)")

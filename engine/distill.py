@@ -29,6 +29,7 @@ from engine.backbones import BACKBONE_INPUT, PatchTarget, make_backbone
 from engine.data import list_images, load_rgb
 from engine.errors import InspectError, run_command
 from engine.model import IMAGENET_MEAN, IMAGENET_STD, TEACHER_CHANNELS, pdn
+from engine.vocabulary import MODEL_SIZES, spoken
 
 PDN_INPUT = 256
 GRID = 64                    # padded PDN map side for 256 px = backbone stride-8 grid at 512 px
@@ -211,8 +212,8 @@ def distill(cfg: DistillConfig, progress: Callable[[float, str], None] = lambda 
 
     Returns the teacher file path. Resumes from <work_dir>/checkpoint.pt when it exists.
     """
-    if cfg.size not in ("small", "medium"):
-        raise InspectError(f"PDN size must be 'small' or 'medium', not {cfg.size!r}.")
+    if cfg.size not in MODEL_SIZES:
+        raise InspectError(f"PDN size must be {spoken(MODEL_SIZES, quoted=True)}, not {cfg.size!r}.")
     if max_offset(cfg.crop_out) < 0:
         raise InspectError(f"--crop-out {cfg.crop_out} is too large for a 256-px view (at most 48).")
     train_paths, held = split_images(cfg.images, cfg.holdout_every)
@@ -421,7 +422,7 @@ def main(argv: list[str]) -> int:
         p.add_argument("--images", help="folder of natural images (e.g. ImageNet photos)")
         p.add_argument("--work-dir", default=None, help="checkpoints and exports (default runs/distill-SIZE)")
         p.add_argument("--out", default="", help="teacher file (default WORK_DIR/teacher_SIZE.pth)")
-        p.add_argument("--size", choices=["small", "medium"], default="small")
+        p.add_argument("--size", choices=MODEL_SIZES, default="small")
         p.add_argument("--backbone", choices=["efficientnet-lite0", "wide_resnet101_2"],
                        default="efficientnet-lite0")
         p.add_argument("--backbone-weights", default=None, help="ImageNet weights file for the backbone")

@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from engine.errors import InspectError
+from engine.vocabulary import MODEL_SIZES, spoken
 
 CHECKPOINT_FORMAT = "inspect-line/efficientad"
 CHECKPOINT_VERSION = 1
@@ -52,8 +53,8 @@ class ModelConfig:
         return self.tiling or self.roi is not None or self.roi_polygon is not None
 
     def __post_init__(self) -> None:
-        if self.size not in ("small", "medium"):
-            raise InspectError(f"Model size must be 'small' or 'medium', not {self.size!r}.")
+        if self.size not in MODEL_SIZES:
+            raise InspectError(f"Model size must be {spoken(MODEL_SIZES, quoted=True)}, not {self.size!r}.")
         if self.image_size < 64 or self.image_size % 32:
             raise InspectError(
                 f"Model input size must be a multiple of 32 and at least 64, not {self.image_size}.")
@@ -113,7 +114,7 @@ def _one_line(e: BaseException, n: int) -> str:
 # Ranges wider than anything training writes, narrow enough that building the networks
 # stays cheap (the file's weights must still fit the config exactly).
 _CONFIG_CHECKS = {
-    "size": lambda v: v in ("small", "medium"),
+    "size": lambda v: v in MODEL_SIZES,
     "image_size": lambda v: _whole(v, 64, 2048),
     "out_channels": lambda v: _whole(v, 1, 1024),
     "tiling": lambda v: isinstance(v, bool),

@@ -27,12 +27,11 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from engine.errors import InspectError
+from engine.vocabulary import DEVICES, MODEL_SIZES, spoken
 
 SCHEMA_VERSION = 2                   # 2: the region of interest moved from camera to layout
 SOURCE_KINDS = ("simulated", "genicam", "folder", "video")
 TRIGGERS = ("free", "software", "Line0", "Line1", "Line1:rising", "Line1:falling")  # suggestions
-DEVICES = ("auto", "cuda", "cpu")
-MODEL_SIZES = ("small", "medium")
 DEFAULT_PRODUCT = "demo part"
 PRODUCT_NAME = r"[\w .\-+()]{1,64}"  # what a product may be called
 # Training length an operator can wait for on a CPU. Measured on the 2-core dev PC while
@@ -206,7 +205,7 @@ class Settings:
         if self.device not in DEVICES:
             out.append(f"Device must be one of {', '.join(DEVICES)}, not {self.device!r}.")
         if self.model_size not in MODEL_SIZES:
-            out.append(f"Model size must be small or medium, not {self.model_size!r}.")
+            out.append(f"Model size must be {spoken(MODEL_SIZES)}, not {self.model_size!r}.")
         if self.image_size < 64 or self.image_size % 32 or self.image_size > 2048:
             out.append(f"Model input size must be a multiple of 32 from 64 to 2048, not {self.image_size}.")
         if not 0 <= self.training_minutes <= 10_000:          # also refuses NaN

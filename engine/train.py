@@ -35,6 +35,7 @@ from engine.errors import InspectError
 from engine.model import (TEACHER_CHANNELS, EfficientAD, ModelConfig, load_teacher_state,
                           map_to_image)
 from engine.preprocess import frame_to_tensor01, frames_to_tensor
+from engine.vocabulary import TRAIN_PRECISIONS, spoken
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 MIN_GOOD_IMAGES = 5
@@ -67,7 +68,7 @@ class TrainConfig:
     device: str = "auto"
     # "auto": bf16 mixed precision where the hardware has it (CUDA, or a CPU with AVX-512 BF16 /
     # AMX: about 2x faster here), fp32 elsewhere. Weights, optimizer and losses stay fp32.
-    precision: str = "auto"             # "auto" | "fp32" | "bf16"
+    precision: str = "auto"             # one of TRAIN_PRECISIONS
     checkpoint_every: int = 500         # steps between resume files
     # A time budget for the whole Learn (setup, steps, calibration); `steps` then only caps
     # it. The learning-rate drop moves with it (at lr_drop_at of the budget).
@@ -79,8 +80,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise InspectError(f"Training needs at least 1 step, not {self.steps}.")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise InspectError(f"Precision must be auto, fp32 or bf16, not {self.precision!r}.")
+        if self.precision not in TRAIN_PRECISIONS:
+            raise InspectError(f"Precision must be {spoken(TRAIN_PRECISIONS)}, not {self.precision!r}.")
         if self.minutes is not None and not (0.0 < self.minutes < 1e6):   # also refuses NaN
             raise InspectError(f"The training time must be a positive number of minutes, not {self.minutes}.")
         if not 0.0 < self.target_frr < 0.5:

@@ -19,6 +19,7 @@ import torch
 
 from engine.data import list_images, load_rgb
 from engine.errors import InspectError, run_command
+from engine.vocabulary import DEVICES, MODEL_SIZES
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"      # beside the checkout
 CPU_PATHS = ["eager", "torch-fp32", "torch-fp32-nnpack", "torch-bf16", "onnxruntime", "openvino-fp32", "openvino-bf16"]
@@ -65,10 +66,10 @@ def calibrated_model(size: str, image_size: int, good: list[np.ndarray]):
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="main.py bench score", description=__doc__.split("\n")[0])
     p.add_argument("--model", help="trained model file (default: calibrated untrained model)")
-    p.add_argument("--size", choices=["small", "medium"], default="small")
+    p.add_argument("--size", choices=MODEL_SIZES, default="small")
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--device", default="cpu", choices=[d for d in DEVICES if d != "auto"])
     p.add_argument("--iters", type=int, default=20, help="timed batches per path")
     p.add_argument("--paths", help="comma-separated subset of paths")
     p.add_argument("--images", type=int, default=64, help="real test images for the accuracy check "
