@@ -151,7 +151,7 @@ def main(argv: list[str]) -> int:
                     current_product="bench")
         save_settings(s, data / "settings.json")
         setup_logging(data)
-        from app.priority import preload_heavy_modules, responsive_gil
+        from engine.line.priority import preload_heavy_modules, responsive_gil
         responsive_gil()
         app = QApplication.instance() or QApplication(sys.argv[:1])
         preload_heavy_modules()

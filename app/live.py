@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QGridLayout, QHBoxLayout, Q
                                QPushButton, QSlider, QSplitter, QVBoxLayout, QWidget)
 
 from app.widgets import PictureView
+from engine.camera.kinds import LABELS
 from engine.settings import SOURCE_KINDS
 from engine.types import Decision
 
@@ -112,8 +113,9 @@ class LiveScreen(QWidget):
             (w.toggled if w is self.overlay_box else w.valueChanged).connect(self._overlay_changed)
 
         self.camera_box = QComboBox()
-        self.camera_box.addItems(SOURCE_KINDS)
-        self.camera_box.setCurrentText(self.services.settings.camera.source)
+        for kind in SOURCE_KINDS:
+            self.camera_box.addItem(LABELS[kind], kind)
+        self.camera_box.setCurrentIndex(self.camera_box.findData(self.services.settings.camera.source))
         self.camera_box.setToolTip("Camera source (details in Settings)")
         self.camera_box.activated.connect(self._camera_chosen)
         self.start_button = QPushButton("Start (F5)")
@@ -247,8 +249,8 @@ class LiveScreen(QWidget):
             size = 64 if len(text) <= 4 else 44 if len(text) <= 6 else 30
             self.verdict.setStyleSheet(VERDICT_STYLE[style] + f"font-size:{size}pt; font-weight:bold;")
 
-    def _on_model(self, info: dict) -> None:
-        self._threshold = info.get("threshold")
+    def _on_model(self, status) -> None:         # engine.line.ModelStatus
+        self._threshold = status.threshold
         p = self.services.settings.product
         if p.threshold is not None:
             self._threshold = p.threshold
@@ -297,9 +299,9 @@ class LiveScreen(QWidget):
                          + getattr(self, "_camera_message", ""))
             style = "background:#c62828; color:white;"
         info = self.services.model_info
-        if info and info.get("error"):          # a model file that could not be used: say why
-            lines.append(f"NO MODEL — {info['error']}")
-        elif info and not info.get("model_id"):
+        if info is not None and info.error:     # a model file that could not be used: say why
+            lines.append(f"NO MODEL — {info.error}")
+        elif info is not None and not info.model_id:
             lines.append(f"No model for this product ({self.services.settings.current_product}): "
                          "click Learn good parts.")
         log_lines, red = self._log_lines()
@@ -330,9 +332,9 @@ class LiveScreen(QWidget):
         from dataclasses import replace
         s = self.services.settings
         try:
-            self.services.save(replace(s, camera=replace(s.camera, source=self.camera_box.itemText(index))))
+            self.services.save(replace(s, camera=replace(s.camera, source=self.camera_box.itemData(index))))
         except Exception as exc:  # noqa: BLE001 - e.g. a folder source without a folder
-            self.camera_box.setCurrentText(s.camera.source)
+            self.camera_box.setCurrentIndex(self.camera_box.findData(s.camera.source))
             self.services.errors.report("Camera", exc)
 
     def _reset_counters(self) -> None:

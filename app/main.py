@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     pg.setConfigOptions(antialias=False, background="w", foreground="k")
 
     from app.main_window import MainWindow
-    from app.priority import preload_heavy_modules, responsive_gil
+    from engine.line.priority import preload_heavy_modules, responsive_gil
     from app.services import Services
     from app.tasks import ErrorHandler
 

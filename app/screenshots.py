@@ -23,7 +23,7 @@ def main(argv: list[str]) -> int:
     import pyqtgraph as pg
     from app.main import setup_logging
     from app.main_window import MainWindow
-    from app.priority import responsive_gil
+    from engine.line.priority import responsive_gil
     from app.services import Services
     from app.tasks import ErrorHandler
     from engine.settings import CameraSettings, Settings, save_settings
@@ -86,7 +86,7 @@ def main(argv: list[str]) -> int:
     wait(lambda: w.learn.result is not None, 1200, "training")
     shot("learn-result")
     w.learn.save()
-    wait(lambda: services.model_info.get("model_id"), 60, "the model")
+    wait(lambda: services.model_info is not None and services.model_info.model_id, 60, "the model")
     w.tabs.setCurrentWidget(w.live)
     wait(lambda: w.live.verdict.text() == "FAIL" and len(w.live.recent_scores) > 60,
          300, "a FAIL on the live screen")

@@ -1,6 +1,8 @@
 """What every screen shares: settings, the data folder, the task bridge, the inspection log
-and the live pipeline. Plain attributes; the screens read them and call the methods here,
-so the rules (where models live, how a product switches its model) are written once."""
+and the live engine (engine/line). Plain attributes; the screens read them and call the
+methods here, so the rules (where models live, how a product switches its model) are
+written once. The live engine is a client's affair here: start, stop, set the model and
+thresholds; what it says comes back through Relays as frozen values."""
 from __future__ import annotations
 
 import logging
@@ -9,10 +11,9 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from app.camera_feed import CameraFeed
-from app.pipeline import ModelSpec, Pipeline
 from app.tasks import ErrorHandler, Relay, Tasks, plain_words
 from engine.errors import InspectError
+from engine.line import CameraFeed, ModelSpec, ModelStatus, Pipeline
 from engine.settings import (ProductSettings, Settings, keep_aside, load_settings_repaired,
                              save_settings)
 
@@ -23,9 +24,9 @@ class Services(QObject):
     settings_changed = Signal(object)        # Settings
     log_ready = Signal(object)               # InspectionLog or None
     log_event = Signal(object)               # engine.log.LogEvent (from the writer thread)
-    camera_status = Signal(object)           # app.camera_feed.FeedStatus
-    live_result = Signal(object)             # app.pipeline.LiveResult
-    model_changed = Signal(dict)             # {"product", "model_id", "threshold", "meta"}
+    camera_status = Signal(object)           # engine.line.FeedStatus
+    live_result = Signal(object)             # engine.line.LiveResult
+    model_changed = Signal(object)           # engine.line.ModelStatus
 
     def __init__(self, data_dir: Path, errors: ErrorHandler, backend: str = "auto"):
         super().__init__()
@@ -41,7 +42,7 @@ class Services(QObject):
         self.log_state = "closed"            # "opening" | "open" | "read_only" | "failed" | "closed"
         self._log_problem = ""               # why this app cannot record verdicts (one sentence)
         self._start_when_log_ready = False
-        self.model_info: dict = {}
+        self.model_info: ModelStatus | None = None   # the last model status the line said
         # Said before any window listens: the main window shows these once it is up.
         self.startup_messages: list[str] = []
         self.settings: Settings = self._load_settings()
@@ -151,10 +152,10 @@ class Services(QObject):
 
     def set_camera(self, new: Settings) -> None:
         was_running = self.live_requested
-        self.pipeline.stop(wait=False)
+        self.pipeline.stop()
         self.feed.configure(new.camera)        # used when the feed next starts
         if was_running:
-            self.start_live()
+            self.start_live()                  # the line starts over once the camera stopped
 
     def switch_product(self, name: str) -> None:
         if name == self.settings.current_product:
@@ -169,8 +170,8 @@ class Services(QObject):
                                           path=p.model_file or None, threshold=p.threshold,
                                           review_below=p.review_below))
 
-    def _remember_model(self, info: dict) -> None:
-        self.model_info = info
+    def _remember_model(self, status: ModelStatus) -> None:
+        self.model_info = status
 
     # ---- the inspection log ------------------------------------------------------------
     def open_log(self) -> None:
@@ -242,11 +243,11 @@ class Services(QObject):
 
     def stop_live(self) -> None:
         self._start_when_log_ready = False
-        self.pipeline.stop(wait=False)          # the GUI thread does not wait for a frame
+        self.pipeline.stop()                    # returns at once: the line stops itself
 
     @property
     def live_requested(self) -> bool:
-        return self.pipeline.running and not self.pipeline.stopping or self._start_when_log_ready
+        return self.pipeline.requested or self._start_when_log_ready
 
     def _start_if_asked(self) -> None:
         if self._start_when_log_ready and not self._shut_down:
@@ -260,6 +261,8 @@ class Services(QObject):
         self._shut_down = True
         self._start_when_log_ready = False
         self.pipeline.stop()
+        if not self.pipeline.join(10.0):       # closing: the one place that waits for the line
+            log.warning("the scoring thread did not stop within 10 s")
         self.tasks.shutdown(timeout_s=60)
         lg = self.log or self._opened_log
         self.pipeline.log_submit = None

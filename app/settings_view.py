@@ -8,6 +8,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog
                                QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton,
                                QScrollArea, QSpinBox, QVBoxLayout, QWidget)
 
+from engine.camera.kinds import LABELS
 from engine.errors import InspectError
 from engine.settings import DEVICES, MODEL_SIZES, SOURCE_KINDS, TRIGGERS, ProductSettings
 
@@ -47,11 +48,13 @@ class SettingsScreen(QWidget):
         cam = QGroupBox("Camera")
         f = QFormLayout(cam)
         self.source = QComboBox()
-        self.source.addItems(SOURCE_KINDS)
+        for kind in SOURCE_KINDS:                 # every kind the camera spec knows
+            self.source.addItem(LABELS[kind], kind)
         self.producer = QLineEdit()
         self.producer.setPlaceholderText("GenTL producer file (.cti), for GenICam cameras")
         self.device_id = QLineEdit()
-        self.device_id.setPlaceholderText("serial number; empty: the first camera found")
+        self.device_id.setPlaceholderText("GenICam serial number (empty: the first camera found); "
+                                          "OpenCV camera index (empty: 0)")
         self.path = QLineEdit()
         self.path.setPlaceholderText("folder of images or a video file")
         self.fps = QDoubleSpinBox()
@@ -158,7 +161,7 @@ class SettingsScreen(QWidget):
             self.producer.setText(path)
 
     def _pick_path(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Folder of images") if self.source.currentText() == "folder" \
+        path = QFileDialog.getExistingDirectory(self, "Folder of images") if self.source.currentData() == "folder" \
             else QFileDialog.getOpenFileName(self, "Video file")[0]
         if path:
             self.path.setText(path)
@@ -171,7 +174,7 @@ class SettingsScreen(QWidget):
     # ---- form <-> Settings -----------------------------------------------------------------
     def load(self, s) -> None:
         c = s.camera
-        self.source.setCurrentText(c.source)
+        self.source.setCurrentIndex(self.source.findData(c.source))
         self.producer.setText(c.producer_file)
         self.device_id.setText(c.device)
         self.path.setText(c.path)
@@ -204,7 +207,7 @@ class SettingsScreen(QWidget):
         current = s.current_product if s.current_product in products else (names[0] if names else "")
         return replace(
             s, station=self.station.text().strip(), operator=self.operator.text().strip(),
-            camera=replace(s.camera, source=self.source.currentText(),
+            camera=replace(s.camera, source=self.source.currentData(),
                            producer_file=self.producer.text().strip(),
                            device=self.device_id.text().strip(), path=self.path.text().strip(),
                            fps=self.fps.value(),

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
 
-from app.priority import background_priority
+from engine.line.priority import background_priority
 from engine.errors import InspectError
 
 log = logging.getLogger("inspect.app")

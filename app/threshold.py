@@ -112,10 +112,10 @@ class ThresholdScreen(QWidget):
         lay.addWidget(self.changes)
 
     # ---- model and data ------------------------------------------------------------------
-    def _on_model(self, info: dict) -> None:
-        meta = info.get("meta") or {}
-        self.holdout = np.asarray(meta.get("holdout_scores", []), dtype=np.float64)
-        self.model_default = info.get("threshold")
+    def _on_model(self, status) -> None:          # engine.line.ModelStatus
+        scores = status.meta.holdout_scores if status.meta is not None else ()
+        self.holdout = np.asarray(scores, dtype=np.float64)
+        self.model_default = status.threshold
         p = self.services.settings.product
         current = p.threshold if p.threshold is not None else self.model_default
         self.setEnabled(self.model_default is not None)
@@ -214,10 +214,10 @@ class ThresholdScreen(QWidget):
         except Exception as exc:  # noqa: BLE001 - invalid combination: say so
             self.services.errors.report("Threshold", exc)
             return
-        self.services.pipeline.set_threshold(t, r)
-        self.live.set_thresholds(t, r)
+        self.live.set_thresholds(t, r)          # the line has them from services.save
         lg, who = self.services.log, s.operator_name()
-        product, model_id = s.current_product, self.services.model_info.get("model_id", "")
+        info = self.services.model_info
+        product, model_id = s.current_product, info.model_id if info is not None else ""
         reason = f"review band from {r:.4f}" if r is not None else "no review band"
         if lg is None:
             self.services.errors.report("Threshold", "Applied, but the change could not be "

@@ -26,11 +26,12 @@ import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+from engine.camera.kinds import KINDS as SOURCE_KINDS
+from engine.camera.kinds import kind_of
 from engine.errors import InspectError
 from engine.vocabulary import DEVICES, MODEL_SIZES, spoken
 
 SCHEMA_VERSION = 2                   # 2: the region of interest moved from camera to layout
-SOURCE_KINDS = ("simulated", "genicam", "folder", "video")
 TRIGGERS = ("free", "software", "Line0", "Line1", "Line1:rising", "Line1:falling")  # suggestions
 DEFAULT_PRODUCT = "demo part"
 PRODUCT_NAME = r"[\w .\-+()]{1,64}"  # what a product may be called
@@ -43,9 +44,9 @@ DEFAULT_TRAINING_STEPS = 300
 
 @dataclass(frozen=True)
 class CameraSettings:
-    source: str = "simulated"        # one of SOURCE_KINDS; "simulated" needs no hardware
+    source: str = "sim"              # one of SOURCE_KINDS (engine/camera/kinds.py); "sim" needs no hardware
     producer_file: str = ""          # GenTL producer (.cti) for "genicam"
-    device: str = ""                 # GenICam serial/id; empty: the first camera found
+    device: str = ""                 # GenICam serial/id (empty: the first camera found); OpenCV index (empty: 0)
     path: str = ""                   # folder of images ("folder") or video file ("video")
     fps: float = 10.0                # simulated line / folder / video playback rate
     exposure_us: float | None = None  # None: leave the camera's own value
@@ -60,6 +61,8 @@ class CameraSettings:
             out.append(f"The GenTL producer file should end in .cti ({self.producer_file!r}).")
         if self.source in ("folder", "video") and not self.path:
             out.append(f"A {self.source} source needs a path: choose the {self.source}.")
+        if self.source == "opencv" and self.device and not self.device.isdigit():
+            out.append(f"An OpenCV camera is chosen by its index (0, 1, ...), not {self.device!r}.")
         if not 0.1 <= self.fps <= 1000:
             out.append(f"Frame rate must be between 0.1 and 1000 per second, not {self.fps}.")
         if self.exposure_us is not None and not 1 <= self.exposure_us <= 10_000_000:
@@ -70,6 +73,22 @@ class CameraSettings:
             out.append(f"Trigger must be free, software or a camera line such as Line1 or "
                        f"Line1:rising, not {self.trigger!r}.")
         return out
+
+    def source_spec(self) -> dict:
+        """The engine/camera source spec these settings describe: the one way from settings
+        to a source is engine.camera.make_source(settings.camera.source_spec())."""
+        if self.source == "genicam":        # settings applied at every (re)connect, in order
+            spec = {"kind": "genicam", "target": self.device,
+                    "cti": [self.producer_file] if self.producer_file else [],
+                    "trigger": self.trigger}
+            spec.update({k: v for k, v in (("exposure_us", self.exposure_us),
+                                           ("gain_db", self.gain_db)) if v is not None})
+            return spec
+        if self.source == "opencv":
+            return {"kind": "opencv", "target": self.device or "0"}    # the camera's own rate
+        if self.source in ("folder", "video"):
+            return {"kind": self.source, "target": self.path, "fps": self.fps, "loop": "1"}
+        return {"kind": self.source, "fps": self.fps}
 
 
 @dataclass(frozen=True)
@@ -469,6 +488,10 @@ def _upgrade(d: dict, version: int) -> dict:
             d["camera"] = cam
             layout = d.get("layout")
             d["layout"] = {**(layout if isinstance(layout, dict) else {}), "roi": roi}
+    cam = d.get("camera")
+    if isinstance(cam, dict) and isinstance(cam.get("source"), str):
+        # source names before the camera spec's vocabulary ("simulated" is "sim")
+        d["camera"] = {**cam, "source": kind_of(cam["source"])}
     d["schema_version"] = SCHEMA_VERSION
     return d
 

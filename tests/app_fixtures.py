@@ -90,6 +90,7 @@ def train_product(window, qtbot, name: str = "bracket", timeout_s: float = 120.0
     wait_until(qtbot, lambda: learn.result is not None, timeout_s, "training to finish")
     learn.product_name.setCurrentText(name)
     learn.save()
-    wait_until(qtbot, lambda: window.services.model_info.get("model_id") and
+    wait_until(qtbot, lambda: window.services.model_info is not None and
+               window.services.model_info.model_id and
                window.services.settings.current_product == name, 30, "the new model to load")
     time.sleep(0.05)

@@ -105,9 +105,9 @@ def test_learn_judge_threshold_history(window, qtbot, tmp_path):
 
     # --- products: switching products switches models
     window._switch_product("other part")
-    wait_until(qtbot, lambda: services.model_info.get("product") == "other part", 20, "the switch")
-    assert not services.model_info["model_id"]
+    wait_until(qtbot, lambda: services.model_info.product == "other part", 20, "the switch")
+    assert not services.model_info.model_id and not services.model_info.error
     wait_until(qtbot, lambda: "No model for this product (other part)" in window.live.banner.text(),
                5, "the no-model banner")
     window._switch_product("bracket")
-    wait_until(qtbot, lambda: services.model_info.get("model_id"), 30, "the bracket model")
+    wait_until(qtbot, lambda: services.model_info.model_id, 30, "the bracket model")

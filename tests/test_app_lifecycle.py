@@ -77,7 +77,7 @@ def test_window_layout_is_remembered(qtbot, data_dir):
 
 def test_event_loop_never_stalls_100ms_while_training_and_scoring(qtbot, data_dir):
     from app.bench import StallProbe, run_loaded
-    from app.priority import responsive_gil
+    from engine.line.priority import responsive_gil
     responsive_gil()
     _model_settings(data_dir)
     w = make_window(qtbot, data_dir)

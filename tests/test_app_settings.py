@@ -57,6 +57,7 @@ def test_older_file_without_version_or_new_fields_is_upgraded():
     s = settings_from_dict(old)
     assert s.schema_version == SCHEMA_VERSION and s.station == "line7" and s.device == "cpu"
     assert s.training_steps == Settings().training_steps
+    assert s.camera.source == "sim"          # the old name, read as the camera spec's kind
 
 
 def test_version_1_region_of_interest_moves_to_the_layout():

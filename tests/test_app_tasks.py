@@ -98,7 +98,7 @@ def test_relay_delivers_on_the_gui_thread(qtbot):
 def test_pipeline_error_costs_a_frame_not_the_line(qtbot):
     """A scoring fault is reported and the scoring thread keeps taking frames."""
     import numpy as np
-    from app.pipeline import Pipeline
+    from engine.line import Pipeline
     from engine.types import Frame
 
     class Feed:
@@ -106,11 +106,12 @@ def test_pipeline_error_costs_a_frame_not_the_line(qtbot):
             self.seq = -1
         def start(self): pass
         def stop(self): pass
-        def latest(self, after, timeout):
+        def rate_hz(self): return 0.0
+        def next_frame(self, timeout):
             time.sleep(0.01)
             self.seq += 1
-            return self.seq, Frame(self.seq, time.monotonic(), time.time(), "fake",
-                                   np.zeros((32, 32, 3), np.uint8))
+            return Frame(self.seq, time.monotonic(), time.time(), "fake",
+                         np.zeros((32, 32, 3), np.uint8))
 
     errors, results = [], []
     p = Pipeline(Feed(), "st", on_result=results.append, on_error=lambda w, e: errors.append(e))
@@ -127,4 +128,4 @@ def test_pipeline_error_costs_a_frame_not_the_line(qtbot):
     p._scorer = None                         # the fault goes away: frames flow again
     wait_until(qtbot, lambda: results, 10, "frames after the fault")
     p.stop()
-    assert not p.running and isinstance(errors[0], RuntimeError)
+    assert p.join(10) and not p.running and isinstance(errors[0], RuntimeError)

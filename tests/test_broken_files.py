@@ -65,7 +65,8 @@ def test_a_model_that_cannot_be_loaded_shows_no_model_and_the_app_stays_up(qtbot
         banner = w.live.banner.text()
         assert words in banner and "'p'" in banner and "Learn good parts" in banner
         assert w.isVisible() and not w.services.pipeline.has_model
-        assert w.services.model_info.get("error") and not w.services.model_info["model_id"]
+        info = w.services.model_info
+        assert info.error and not info.model_id and info.meta is None
         assert w.tabs.tabText(1) == "Learn good parts"        # the way out is there
     finally:
         w.close()
@@ -86,7 +87,7 @@ def test_the_app_process_with_a_broken_model_runs_and_exits_0(tmp_path):
 # ---- 2. settings values of the wrong shape --------------------------------------------------
 @pytest.mark.parametrize("field, value, words", [
     ("camera", "sim", "camera must be a JSON object"),
-    ("camera", {"source": "sim", "fps": 12.0}, "Camera source must be one of"),
+    ("camera", {"source": "webcam", "fps": 12.0}, "Camera source must be one of"),
     ("products", [{"model_file": "x.pt"}], "products must be a JSON object"),
 ])
 def test_wrong_settings_values_fall_back_field_by_field_and_the_file_is_kept(
@@ -102,7 +103,7 @@ def test_wrong_settings_values_fall_back_field_by_field_and_the_file_is_kept(
     try:
         s = w.services.settings
         assert s.station == "line7" and s.image_size == 64    # the rest of the file is kept
-        assert s.camera.source == "simulated"
+        assert s.camera.source == "sim"
         if field == "camera" and isinstance(value, dict):
             assert s.camera.fps == 12.0                       # only the bad field fell back
         kept = list(data_dir.glob("settings.invalid-*.json"))
@@ -150,7 +151,7 @@ def test_a_nan_score_is_a_fail_with_its_reason_never_a_pass():
 def test_the_live_pipeline_fails_a_part_whose_score_is_nan():
     """Finite weights so large that the features overflow: the score is NaN. The live
     pipeline makes that part a FAIL, with the reason (it used to PASS)."""
-    from app.pipeline import Pipeline
+    from engine.line import Pipeline
     from engine.scoring import Scorer
     from engine.types import Decision, Frame
     m = EfficientAD(ModelConfig(image_size=64, out_channels=8))

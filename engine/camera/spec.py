@@ -21,13 +21,11 @@ from engine.camera.base import FrameSource
 from engine.camera.folder import FolderConfig, FolderSource
 from engine.camera.genicam import (GenICamConfig, GenICamSource, configured_producers,
                                    list_devices)
+from engine.camera.kinds import KINDS, kind_of
 from engine.camera.nodes import canonical
 from engine.camera.simulated import SimulatedLineConfig, SimulatedLineSource
 from engine.camera.video import VideoConfig, VideoSource
 from engine.errors import InspectError
-
-KINDS = ("sim", "folder", "video", "opencv", "genicam")
-
 
 def parse_spec(spec: str | dict) -> dict[str, Any]:
     """'genicam:0?cti=a.cti&width=160' -> {'kind': 'genicam', 'target': '0', 'cti': 'a.cti', ...}"""
@@ -42,7 +40,7 @@ def parse_spec(spec: str | dict) -> dict[str, Any]:
                 out.setdefault("cti", []).append(value)
             else:
                 out[key] = value
-    kind = str(out.get("kind", "")).strip().lower()
+    kind = kind_of(str(out.get("kind", "")).strip().lower())
     if kind not in KINDS:
         raise InspectError(f"Unknown source {spec!r}: start it with one of {', '.join(KINDS)} "
                            f"(e.g. sim, folder:/images, video:clip.mp4, genicam:SERIAL).")

@@ -1,57 +1,34 @@
 """The live path of a frame, all plain Python on threads (no Qt here):
 
-    camera feed (engine/camera acquisition thread, latest-frame slot)
-      -> scoring thread (this file): takes the newest frame, Scorer.score, decide -> Verdict,
-         renders the overlay, hands an InspectionRecord to the log writer (never blocks)
-      -> on_result(LiveResult) — the GUI side wraps it in tasks.Relay, so the GUI thread
-         only draws what arrives.
+    camera feed (engine/line/feed.py: the engine/camera acquisition thread, latest-frame slot)
+      -> scoring thread (this file): takes the newest frame, asks the log guard, Scorer.score,
+         decide -> Verdict, renders the overlay, hands an InspectionRecord to the log writer
+         (never blocks)
+      -> on_result(LiveResult): a client (the GUI wraps it in tasks.Relay) only draws it.
 
 The scoring thread also serves the Learn flow (captures the next N frames) and swaps
 models between frames when the product changes. Errors go to on_error(where, exc): the
-thread keeps running (a scoring error costs one frame, not the line).
+thread keeps running (a scoring error costs one frame, not the line). start() and stop()
+never wait: the scoring thread starts and stops the camera itself, and a start that comes
+while a stop is under way is taken up by the scoring thread when the camera has stopped.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from app.priority import LIVE_NICE, background_priority
 from engine.errors import InspectError
+from engine.line.priority import LIVE_NICE, background_priority
+from engine.line.values import LiveResult, ModelSpec, ModelStatus
 from engine.types import Decision, Frame, Verdict, decide
 
 log = logging.getLogger("inspect.pipeline")
-
-
-@dataclass(frozen=True, eq=False)
-class LiveResult:
-    """What the live screen draws for one frame."""
-    frame: Frame
-    verdict: Verdict | None          # None: no model for this product yet
-    shown: np.ndarray                # the picture to draw (overlay already rendered if asked)
-    product: str
-    camera_fps: float
-    scored_fps: float
-    parts: int
-    fails: int
-    reviews: int
-    logged: bool                     # handed to the inspection log
-    halted: str = ""                 # why this part was not judged (the log cannot record it)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Which model scores frames, and with which thresholds."""
-    product: str
-    path: str | None                 # None: no model for this product
-    threshold: float | None = None   # None: the model's own
-    review_below: float | None = None
 
 
 @dataclass
@@ -65,16 +42,16 @@ class _Capture:
 class Pipeline:
     def __init__(self, feed, station: str, device: str = "auto", backend: str = "auto",
                  on_result: Callable[[LiveResult], None] = lambda r: None,
-                 on_model: Callable[[dict], None] = lambda info: None,
+                 on_model: Callable[[ModelStatus], None] = lambda status: None,
                  on_error: Callable[[str, BaseException], None] = lambda where, e: None,
                  log_submit: Callable | None = None,
                  log_guard: Callable[[], str | None] | None = None):
-        self.feed = feed                       # start(), stop(), latest(after_seq, timeout)
+        self.feed = feed                       # start(), stop(), next_frame(timeout), rate_hz()
         self.station = station
         self.device = device
         self.backend = backend
         self.on_result = on_result
-        self.on_model = on_model              # {"product", "model_id", "threshold", "meta"}
+        self.on_model = on_model              # ModelStatus, once per model change
         self.on_error = on_error
         self.log_submit = log_submit           # InspectionRecord -> bool; None: not logging
         # () -> why verdicts cannot be recorded now, or None. With a guard no part is judged
@@ -90,42 +67,58 @@ class Pipeline:
         self._review: float | None = None
         self._capture: _Capture | None = None
         self._lock = threading.Lock()
+        # start/stop and the scoring thread's decision to end: one lock, so that a start
+        # during a stop is never lost and never waits (see _run).
+        self._ctl = threading.Lock()
+        self._wanted = False
         self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
         self._thread: threading.Thread | None = None
         self.parts = self.fails = self.reviews = 0
-        self._arrivals: deque[float] = deque(maxlen=30)
-        self._scored: deque[float] = deque(maxlen=30)
 
-    # ---- control (any thread) ----------------------------------------------------------
+    # ---- control (any thread; none of these waits) --------------------------------------
     def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            if not self._stop.is_set():
-                return                          # already running
-            self._thread.join(10.0)             # a stop is under way: let it finish first
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="scoring", daemon=True)
-        self._thread.start()
+        """Start scoring; the scoring thread starts the camera. While a stop is under way
+        the scoring thread starts over by itself once the camera has stopped."""
+        with self._ctl:
+            self._wanted = True
+            if self._thread is not None:
+                return                          # running, or stopping and will start over
+            self._stop.clear()
+            self._idle.clear()
+            self._thread = threading.Thread(target=self._run, name="scoring", daemon=True)
+            self._thread.start()
 
-    def stop(self, wait: bool = True, timeout: float = 10.0) -> None:
-        """Stop scoring and acquisition. wait=False returns at once (the GUI thread never
-        waits for a frame being scored); the scoring thread stops the camera as it ends.
-        Every verdict made so far is already with the log writer."""
-        self._stop.set()
+    def stop(self) -> None:
+        """Ask scoring and acquisition to stop; returns at once (the scoring thread stops
+        the camera as it ends). Every verdict made so far is already with the log writer."""
+        with self._ctl:
+            self._wanted = False
+            self._stop.set()
         with self._lock:
             cap, self._capture = self._capture, None
         if cap is not None:
             cap.event.set()
-        if wait and self._thread is not None:
-            self._thread.join(timeout)
-            self.feed.stop()
+
+    def join(self, timeout: float) -> bool:
+        """Wait until the scoring thread and the camera have stopped; True when they have.
+        For closing the app and for tests, never for a button."""
+        return self._idle.wait(timeout)
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        """The scoring thread is there (it may be stopping)."""
+        return self._thread is not None
+
+    @property
+    def requested(self) -> bool:
+        """Started and not asked to stop since."""
+        return self._wanted
 
     @property
     def stopping(self) -> bool:
-        return self._stop.is_set()
+        return self.running and not self._wanted
 
     def set_model(self, spec: ModelSpec) -> None:
         """Swap models between frames (the scoring thread loads the file)."""
@@ -165,19 +158,39 @@ class Pipeline:
     # ---- the scoring thread ------------------------------------------------------------
     def _run(self) -> None:
         background_priority(LIVE_NICE)
+        again = True
+        while again:
+            try:
+                self._serve()
+            except Exception as exc:           # noqa: BLE001 - e.g. a source that cannot be built
+                self.on_error("Camera", exc)
+                with self._ctl:
+                    self._wanted = False       # the line stops, the reason is shown
+            finally:
+                again = self._end_or_again()
+        self._apply_pending()                  # a model chosen while stopping is not lost
+
+    def _end_or_again(self) -> bool:
+        """The camera has stopped: start over if a start came meanwhile, else end."""
+        with self._ctl:
+            if self._wanted:
+                self._stop.clear()
+                return True
+            self._thread = None
+            self._idle.set()
+            return False
+
+    def _serve(self) -> None:
         # Started here, not on the GUI thread: the acquisition thread inherits this
         # thread's lower priority, so neither competes with the GUI for the CPU.
         self.feed.start()
-        last_seq = -1
         try:
             while not self._stop.is_set():
                 try:
                     self._apply_pending()
-                    got = self.feed.latest(last_seq, 0.2)
-                    if got is None:
+                    frame = self.feed.next_frame(0.2)
+                    if frame is None:
                         continue
-                    last_seq, frame = got
-                    self._arrivals.append(frame.t)
                     self._feed_capture(frame)
                     self._handle(frame)
                 except Exception as exc:       # noqa: BLE001 - one bad frame must not stop the line
@@ -189,29 +202,31 @@ class Pipeline:
     def _apply_pending(self) -> None:
         """Load the pending model. A file that cannot be used never raises here (this runs
         on the GUI thread at start-up): the product goes to "no model" with the reason
-        in on_model's "error", and the error goes to on_error."""
+        in ModelStatus.error, and the error goes to on_error."""
         with self._lock:
             spec, self._pending_spec = self._pending_spec, None
         if spec is None:
             return
         self._scorer, self._spec = None, spec
         if spec.path is None:
-            self.on_model({"product": spec.product, "model_id": "", "threshold": None, "meta": {}})
+            self.on_model(ModelStatus(product=spec.product))
             return
+        from engine.meta import ModelMeta
         from engine.scoring import Scorer
         try:
             if not Path(spec.path).is_file():
                 raise InspectError(f"The model file for {spec.product!r} is missing ({spec.path}). "
                                    "Click Learn good parts to train it again.")
             scorer = Scorer.from_file(spec.path, device=self.device, backend=self.backend)
+            meta = ModelMeta.from_dict(scorer.meta)
         except Exception as exc:      # noqa: BLE001 - any bad file: no model, told why
             self._model_failed(spec, exc)
             return
         self.set_threshold(spec.threshold if spec.threshold is not None else scorer.threshold,
                            spec.review_below)
         self._scorer = scorer
-        self.on_model({"product": spec.product, "model_id": scorer.model_id,
-                       "threshold": scorer.threshold, "meta": scorer.meta})
+        self.on_model(ModelStatus(product=spec.product, model_id=scorer.model_id,
+                                  threshold=scorer.threshold, meta=meta))
 
     def _model_failed(self, spec: ModelSpec, exc: Exception) -> None:
         if isinstance(exc, InspectError):
@@ -221,8 +236,7 @@ class Pipeline:
         else:                         # a bug: the handler logs its traceback
             err, why = exc, (f"Cannot use the model of {spec.product!r}: unexpected problem "
                              f"({type(exc).__name__}: {exc}); details are in the log file.")
-        self.on_model({"product": spec.product, "model_id": "", "threshold": None, "meta": {},
-                       "error": why})
+        self.on_model(ModelStatus(product=spec.product, error=why))
         self.on_error("Model", err)
 
     def _feed_capture(self, frame: Frame) -> None:
@@ -245,9 +259,8 @@ class Pipeline:
         halted = self._halt_reason() if scorer is not None else ""
         if scorer is not None and not halted:
             verdict, shown, logged = self._judge(frame, scorer, product)
-        self._scored.append(time.monotonic())
         self.on_result(LiveResult(frame=frame, verdict=verdict, shown=shown, product=product,
-                                  camera_fps=self._camera_rate(), scored_fps=_rate(self._scored),
+                                  camera_fps=self._camera_rate(),
                                   parts=self.parts, fails=self.fails, reviews=self.reviews,
                                   logged=logged, halted=halted))
 
@@ -284,9 +297,9 @@ class Pipeline:
         return verdict, shown, logged
 
     def _camera_rate(self) -> float:
-        """Frames the camera delivers per second (the acquisition's count when it has one)."""
-        rate = getattr(self.feed, "rate_hz", None)
-        return float(rate()) if rate is not None else _rate(self._arrivals)
+        """Frames the camera delivers per second: the acquisition measures it (the one
+        rate measurement of the line)."""
+        return float(self.feed.rate_hz()) if self.feed is not None else 0.0
 
     def _log(self, frame: Frame, verdict: Verdict, product: str, ov) -> bool:
         if self.log_submit is None:
@@ -294,9 +307,3 @@ class Pipeline:
         from engine.log import InspectionRecord
         return bool(self.log_submit(InspectionRecord.from_frame(
             frame, verdict, station=self.station, product=product, overlay=ov)))
-
-
-def _rate(times: deque) -> float:
-    if len(times) < 2 or times[-1] <= times[0]:
-        return 0.0
-    return (len(times) - 1) / (times[-1] - times[0])

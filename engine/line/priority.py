@@ -1,4 +1,5 @@
-"""Worker threads yield the CPU to the GUI thread.
+"""Worker threads yield the CPU to the GUI thread (plain Python: the live engine and the
+app's job bridge, app/tasks.py, both lower their threads' priority with it).
 
 Training, scoring and acquisition run at a lower OS priority (Linux: per-thread nice; the
 native thread pools torch starts from such a thread inherit it). On a busy 2-core PC the
