@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.vocabulary import MODEL_SIZES
+
 
 def _model_file(a, folder: Path) -> str:
     if a.model:
@@ -175,7 +177,7 @@ def main(argv: list[str]) -> int:
                    help="make this many parts and run until each is judged or skipped")
     p.add_argument("--frame", default="640x480", help="camera frame size WxH")
     p.add_argument("--model", help="trained model file (default: calibrated untrained model)")
-    p.add_argument("--size", choices=["small", "medium"], default="small")
+    p.add_argument("--size", choices=MODEL_SIZES, default="small")
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--backend", default="auto")
