@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +23,20 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog
 from app.tasks import Relay
 from app.widgets import histogram, score_edges, to_pixmap
 from engine.errors import InspectError
+from engine.meta import ModelMeta
 from engine.settings import LayoutSettings, ProductSettings, parse_polygon, parse_roi
 
 
 def safe_file_name(name: str) -> str:
     return re.sub(r"[^\w.\-]+", "_", name).strip("._") or "product"
 
+
+
+@dataclass(frozen=True)
+class LearnedModel:
+    """What a finished training hands the GUI thread: the pending model file and its meta."""
+    path: str
+    meta: ModelMeta
 
 class LearnScreen(QWidget):
     saved = Signal(str)                   # product name, after the model is in use
@@ -38,7 +46,7 @@ class LearnScreen(QWidget):
         self.services = services
         self.images: list[np.ndarray] = []     # captured / imported good images (RGB uint8)
         self.job = None
-        self.result: dict | None = None        # {"path", "meta"} of the last trained model
+        self.result: LearnedModel | None = None     # the last trained model, not saved yet
         self._t0 = 0.0
         self._capture_relay = Relay(self._captured, self)
         self._last: tuple | None = None
@@ -349,8 +357,10 @@ class LearnScreen(QWidget):
             result = train(cfg, images, progress, should_stop, resume_path=resume)
             path = models_dir / f"pending-{result.meta['model_id']}.pt"
             save_checkpoint(result.model, path, result.meta)
+            from engine.card import write_card
+            write_card(path, result.meta)              # MODEL.card.txt beside it, in words
             resume.unlink(missing_ok=True)         # only once the model is safe on disk
-            return {"path": str(path), "meta": result.meta}
+            return LearnedModel(str(path), ModelMeta.from_dict(result.meta))
 
         self.result = None
         self._last = None
@@ -392,13 +402,12 @@ class LearnScreen(QWidget):
         self.progress_text.setText("Learning cancelled." if self.job and self.job.cancelled
                                    else f"Learning failed: {exc}")
 
-    def _trained(self, result: dict) -> None:
+    def _trained(self, result: LearnedModel) -> None:
         self.result = result
-        meta = result["meta"]
-        scores = np.asarray(meta["holdout_scores"], dtype=np.float64)
-        t = float(meta["threshold"])
-        syn = meta.get("synthetic_check")
-        syn_scores = np.asarray(syn["scores"] if syn else [], dtype=np.float64)
+        meta = result.meta
+        scores = np.asarray(meta.holdout_scores, dtype=np.float64)
+        t = meta.threshold
+        syn_scores = np.asarray(meta.synthetic.scores if meta.synthetic else [], dtype=np.float64)
         syn_scores = syn_scores[np.isfinite(syn_scores)]
         edges = score_edges(scores, syn_scores, extra=(t,), bins=30)
         self.bars.setData(edges, histogram(scores, edges))
@@ -423,24 +432,26 @@ class LearnScreen(QWidget):
             self.services.errors.report("Saving the model", exc)
             return
         result, lg = self.result, self.services.log
-        final = self.services.models_dir / f"{safe_file_name(name)}-{result['meta']['model_id']}.pt"
+        m = result.meta
+        final = self.services.models_dir / f"{safe_file_name(name)}-{m.model_id}.pt"
 
         def move_and_register():
-            Path(result["path"]).replace(final)
-            from engine.card import write_card
-            write_card(final, result["meta"])              # MODEL.card.txt beside it, in words
+            from engine.card import card_path
+            Path(result.path).replace(final)
+            card = card_path(result.path)
+            if card.is_file():
+                card.replace(card_path(final))
             if lg is not None:
                 from engine.log import ModelInfo
-                m = result["meta"]
-                lg.register_model(ModelInfo(m["model_id"], f"{name} {m['created_utc']}", name,
-                                            str(final), float(m["threshold"]),
-                                            {"holdout_false_reject_rate": m["holdout_false_reject_rate"],
-                                             "steps": m["steps"], "n_train": m["n_train"]}))
+                lg.register_model(ModelInfo(m.model_id, f"{name} {m.created_utc}", name,
+                                            str(final), m.threshold,
+                                            {"holdout_false_reject_rate": m.holdout_false_reject_rate,
+                                             "steps": m.steps, "n_train": m.n_train}))
             return str(final)
 
         def done(path: str) -> None:
             st = self.services.settings
-            target = float(result["meta"]["threshold_estimate"]["target_frr"])
+            target = m.estimate.target_frr if m.estimate else ProductSettings().target_false_reject
             product = ProductSettings(model_file=path, target_false_reject=target)
             self.services.save(replace(st.with_product(name, product),
                                        current_product=name))
@@ -469,19 +480,16 @@ class LearnScreen(QWidget):
         self.services.pipeline.cancel_capture()
 
 
-def learn_result_text(meta: dict) -> str:
+def learn_result_text(meta: ModelMeta) -> str:
     """What the engineer reads under the histogram: the threshold, the false-reject rate it
     aims at and how sure that is, and what the synthetic defects say it catches."""
-    from engine.calibration import ThresholdEstimate
-    from engine.synthetic import SyntheticCheck
-    scores = np.asarray(meta["holdout_scores"], dtype=np.float64)
-    text = (f"Proposed threshold {float(meta['threshold']):.4f} (red line); held-out good parts "
+    scores = np.asarray(meta.holdout_scores, dtype=np.float64)
+    text = (f"Proposed threshold {meta.threshold:.4f} (red line); held-out good parts "
             f"(blue) scored {scores.min():.4f} to {scores.max():.4f}. ")
-    if meta.get("threshold_estimate"):
-        text += ThresholdEstimate.from_dict(meta["threshold_estimate"]).sentence() + " "
-    if meta.get("synthetic_check"):
-        text += (SyntheticCheck.from_dict(meta["synthetic_check"]).sentence()
+    if meta.estimate is not None:
+        text += meta.estimate.sentence() + " "
+    if meta.synthetic is not None:
+        text += (meta.synthetic.sentence()
                  + " (orange: synthetic defects; a real defect may be subtler). ")
-    teacher = meta.get("teacher")
-    return text + "Teacher: " + ("RANDOM (testing only)" if teacher == "random"
-                                 else Path(str(teacher)).name) + "."
+    return text + "Teacher: " + ("RANDOM (testing only)" if meta.random_teacher
+                                 else Path(meta.teacher).name) + "."

@@ -110,7 +110,7 @@ def test_learn_shows_and_uses_the_layout(qtbot, data_dir, tmp_path):
         assert s.layout.tiling and s.layout.roi == (10, 10, 180, 100) and s.image_size == 64
         wait_until(qtbot, lambda: learn.result is not None, 120, "training with tiles and ROI")
         from engine.model import load_checkpoint
-        model, _ = load_checkpoint(learn.result["path"])
+        model, _ = load_checkpoint(learn.result.path)
         assert model.config.tiling and model.config.roi == (10, 10, 180, 100)
         assert model.config.frame_size == (120, 200)
     finally:
