@@ -126,6 +126,8 @@ def run(a) -> dict:
                         on_result=on_result, on_error=lambda where, e: errors.append(f"{where}: {e}"),
                         log_submit=lg.submit)
         pipe.set_model(ModelSpec(product="bench", path=model_path))
+        if not pipe.wait_model(120.0):           # loaded before the camera starts
+            errors.append("the model did not load within 120 s")
         pipe.start()
         if getattr(a, "count", 0):
             t0, t1, acq0, acq1 = _until_every_part(pipe, feed, results, lock)

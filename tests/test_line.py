@@ -108,16 +108,21 @@ def test_no_part_is_judged_that_the_log_cannot_record_and_learn_still_captures()
 
 def test_model_status_is_a_frozen_value_for_no_model_a_bad_file_and_a_model(tmp_path):
     from engine.model import EfficientAD, ModelConfig, save_checkpoint
-    said, errors = [], []
-    p = Pipeline(None, "st", device="cpu", backend="eager", on_model=said.append,
+    said, errors, threads = [], [], []
+    p = Pipeline(None, "st", device="cpu", backend="eager",
+                 on_model=lambda s: said.append(s) or threads.append(threading.current_thread()),
                  on_error=lambda where, e: errors.append(e))
     p.set_model(ModelSpec(product="a", path=None))
+    assert p.wait_model(60)
     p.set_model(ModelSpec(product="b", path=str(tmp_path / "missing.pt")))
+    assert p.wait_model(60)
     good = tmp_path / "m.pt"
     save_checkpoint(EfficientAD(ModelConfig(image_size=64, out_channels=8)), good,
                     {"threshold": 0.25, "model_id": "m1", "holdout_scores": [0.1, 0.2]})
     p.set_model(ModelSpec(product="c", path=str(good), threshold=0.4))
+    assert p.wait_model(60)                    # loaded on a worker, never the caller's thread
     none, bad, ok = said
+    assert threading.main_thread() not in threads
     assert all(isinstance(s, ModelStatus) for s in said)
     with pytest.raises(dataclasses.FrozenInstanceError):
         ok.model_id = "x"

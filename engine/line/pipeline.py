@@ -67,6 +67,7 @@ class Pipeline:
         self._review: float | None = None
         self._capture: _Capture | None = None
         self._lock = threading.Lock()
+        self._loading = threading.Lock()      # held while a model is loaded (see _apply_pending)
         # start/stop and the scoring thread's decision to end: one lock, so that a start
         # during a stop is never lost and never waits (see _run).
         self._ctl = threading.Lock()
@@ -121,11 +122,31 @@ class Pipeline:
         return self.running and not self._wanted
 
     def set_model(self, spec: ModelSpec) -> None:
-        """Swap models between frames (the scoring thread loads the file)."""
+        """Swap models between frames: the scoring thread loads the file, or, while it is
+        not running, a loader thread (loading never happens on the caller's thread)."""
         with self._lock:
             self._pending_spec = spec
         if not self.running:
+            threading.Thread(target=self._load_in_background, name="model loader",
+                             daemon=True).start()
+
+    def wait_model(self, timeout: float) -> bool:
+        """Wait until no model is pending or loading; True when so. For tests and benches."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if self._pending_spec is None and not self._loading.locked():
+                    return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+
+    def _load_in_background(self) -> None:
+        background_priority(LIVE_NICE)
+        try:
             self._apply_pending()
+        except Exception as exc:              # noqa: BLE001 - a listener's fault: say it
+            self.on_error("Model", exc)
 
     def set_threshold(self, threshold: float, review_below: float | None) -> None:
         with self._lock:
@@ -200,13 +221,18 @@ class Pipeline:
             self.feed.stop()
 
     def _apply_pending(self) -> None:
-        """Load the pending model. A file that cannot be used never raises here (this runs
-        on the GUI thread at start-up): the product goes to "no model" with the reason
-        in ModelStatus.error, and the error goes to on_error."""
-        with self._lock:
-            spec, self._pending_spec = self._pending_spec, None
-        if spec is None:
-            return
+        """Load the pending model. One load at a time, so that the scoring thread waits
+        for a load under way (no frame is shown NO MODEL meanwhile) and the last model
+        chosen is the one that stays."""
+        with self._loading:
+            with self._lock:
+                spec, self._pending_spec = self._pending_spec, None
+            if spec is not None:
+                self._load(spec)
+
+    def _load(self, spec: ModelSpec) -> None:
+        """A file that cannot be used never raises here: the product goes to "no model"
+        with the reason in ModelStatus.error, and the error goes to on_error."""
         self._scorer, self._spec = None, spec
         if spec.path is None:
             self.on_model(ModelStatus(product=spec.product))
