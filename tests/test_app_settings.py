@@ -133,3 +133,25 @@ def test_training_minutes_round_trip_and_reach_learn(qtbot, tmp_path):
         w.close()
     bad = tiny_settings(training_minutes=float("nan"))
     assert any("Training minutes" in p for p in bad.problems())
+
+
+def test_settings_and_live_screens_offer_every_source_kind_and_an_opencv_camera_saves(qtbot, tmp_path):
+    from app_fixtures import make_window, tiny_settings
+    from engine.camera.kinds import KINDS
+    from engine.settings import load_settings, save_settings
+    d = tmp_path / "data"
+    save_settings(tiny_settings(), d / "settings.json")
+    w = make_window(qtbot, d, autostart=False)
+    try:
+        box = w.settings_screen.source
+        assert [box.itemData(i) for i in range(box.count())] == list(KINDS)
+        live = w.live.camera_box
+        assert [live.itemData(i) for i in range(live.count())] == list(KINDS)
+        assert live.currentData() == "sim"
+        box.setCurrentIndex(box.findData("opencv"))
+        w.settings_screen.device_id.setText("1")
+        w.services.save(w.settings_screen.form_settings())
+        assert load_settings(d / "settings.json").camera.source == "opencv"
+        assert w.services.feed.cam.source_spec() == {"kind": "opencv", "target": "1"}
+    finally:
+        w.close()
