@@ -10,16 +10,13 @@ import json
 import math
 import sys
 import tempfile
-import time
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from engine.data import (IMAGE_SUFFIXES, expand_inputs, list_images, load_images, load_mask,
-                         load_rgb, mvtec_category)
+from engine.data import IMAGE_SUFFIXES, expand_inputs, list_images, load_images, load_rgb
 from engine.card import write_card
 from engine.errors import InspectError, run_command
 from engine.model import PDN_RECEPTIVE_FIELD, ModelConfig, save_checkpoint

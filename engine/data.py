@@ -6,7 +6,6 @@ reported by name (through `on_skip`) and skipped; it never reaches torch.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -109,39 +108,3 @@ def load_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
         raise InspectError(f"Ground-truth mask {path} is {m.shape[1]}×{m.shape[0]}, "
                            f"its image is {shape[1]}×{shape[0]}.")
     return m
-
-
-@dataclass(frozen=True)
-class TestItem:
-    path: Path
-    defect_type: str          # "good" or the defect folder's name
-    mask_path: Path | None    # None for good images
-
-
-def mvtec_category(root: str | Path, category: str) -> tuple[Path, list[TestItem]]:
-    """-> (train/good folder, test items with their masks) for an MVTec-layout category.
-
-    Accepts ROOT/CATEGORY/{train,test,ground_truth} and, when ROOT already is the category
-    folder, ROOT/{train,test,ground_truth}.
-    """
-    root = Path(root)
-    base = root / category
-    if not (base / "train").is_dir() and (root / "train").is_dir() and root.name == category:
-        base = root
-    good_dir = base / "train" / "good"
-    test_dir = base / "test"
-    if not good_dir.is_dir() or not test_dir.is_dir():
-        raise InspectError(
-            f"{base} is not in MVTec layout: expected {good_dir} and {test_dir} "
-            "(train/good, test/<type>, ground_truth/<type>/<name>_mask.png).")
-    items: list[TestItem] = []
-    for type_dir in sorted(p for p in test_dir.iterdir() if p.is_dir()):
-        for img in list_images(type_dir):
-            if type_dir.name == "good":
-                items.append(TestItem(img, "good", None))
-            else:
-                mask = base / "ground_truth" / type_dir.name / f"{img.stem}_mask.png"
-                items.append(TestItem(img, type_dir.name, mask))
-    if not items:
-        raise InspectError(f"{test_dir} has no test images.")
-    return good_dir, items

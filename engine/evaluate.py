@@ -18,9 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from engine.data import list_images, load_images, load_rgb
+from engine.data import list_images, load_images, load_mask, load_rgb
 from engine.errors import InspectError
 
 
@@ -103,15 +102,7 @@ def load_mask_any(mask: Path, shape: tuple[int, int]) -> np.ndarray:
     files = sorted(mask.glob("*.png")) if mask.is_dir() else [mask]
     out = np.zeros(shape, bool)
     for f in files:
-        try:
-            with Image.open(f) as im:
-                m = np.asarray(im.convert("L")) > 127
-        except (UnidentifiedImageError, OSError) as e:
-            raise InspectError(f"Ground-truth mask {f} cannot be read ({e}).") from e
-        if m.shape != shape:
-            raise InspectError(f"Ground-truth mask {f} is {m.shape[1]}×{m.shape[0]}, "
-                               f"its image is {shape[1]}×{shape[0]}.")
-        out |= m
+        out |= load_mask(f, shape)
     return out
 
 
