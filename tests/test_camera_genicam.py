@@ -81,7 +81,8 @@ def test_streams_over_100_frames_copied_out_of_the_gentl_buffers(running):
     # the 4 GenTL buffers were refilled ~30 times since: the first frame must not have changed
     np.testing.assert_array_equal(first.rgb, first_copy)
     status = acq.status()
-    assert status.state == State.STREAMING and status.received >= 100 and status.rate_hz > 40
+    # a rate is measured (its size is the bench's business: no timing bound in a test)
+    assert status.state == State.STREAMING and status.received >= 100 and status.rate_hz > 0
     assert status.received == status.delivered + status.dropped + (acq.latest() is not None)
 
 
