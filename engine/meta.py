@@ -31,23 +31,41 @@ class ModelMeta:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "ModelMeta":
-        d = d or {}
+        """Never raises: a model file's meta is checked for what scoring needs (the
+        threshold) when it is loaded; anything else odd in it reads as not known."""
+        d = d if isinstance(d, dict) else {}
         est, syn = d.get("threshold_estimate"), d.get("synthetic_check")
+        scores = d.get("holdout_scores")
         return cls(
             model_id=str(d.get("model_id", "")), created_utc=str(d.get("created_utc", "")),
-            threshold=float(d.get("threshold", 0.5)),
-            holdout_scores=tuple(float(x) for x in d.get("holdout_scores", ()) if math.isfinite(float(x))),
-            holdout_false_reject_rate=_float_or_none(d.get("holdout_false_reject_rate")),
-            n_train=int(d.get("n_train", 0)), n_holdout=int(d.get("n_holdout", 0)),
-            steps=int(d.get("steps", 0)), teacher=str(d.get("teacher", "")),
-            device=str(d.get("device", "")), train_seconds=_float_or_none(d.get("train_seconds")),
-            estimate=ThresholdEstimate.from_dict(est) if isinstance(est, dict) else None,
-            synthetic=SyntheticCheck.from_dict(syn) if isinstance(syn, dict) else None)
+            threshold=_number(d.get("threshold"), 0.5),
+            holdout_scores=tuple(x for x in (_number(v, math.nan) for v in
+                                             (scores if isinstance(scores, (list, tuple)) else ()))
+                                 if math.isfinite(x)),
+            holdout_false_reject_rate=_number(d.get("holdout_false_reject_rate"), None),
+            n_train=int(_number(d.get("n_train"), 0)), n_holdout=int(_number(d.get("n_holdout"), 0)),
+            steps=int(_number(d.get("steps"), 0)), teacher=str(d.get("teacher", "")),
+            device=str(d.get("device", "")), train_seconds=_number(d.get("train_seconds"), None),
+            estimate=_parsed(ThresholdEstimate.from_dict, est),
+            synthetic=_parsed(SyntheticCheck.from_dict, syn))
 
     @property
     def random_teacher(self) -> bool:
         return self.teacher == "random"
 
 
-def _float_or_none(v) -> float | None:
-    return None if v is None else float(v)
+def _number(v, default):
+    """A finite number, or `default` (None, text, NaN, a list ...)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return default
+    return float(v)
+
+
+def _parsed(read, v):
+    """A nested record, or None when it is missing or not of the shape this version writes."""
+    if not isinstance(v, dict):
+        return None
+    try:
+        return read(v)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None

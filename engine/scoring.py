@@ -79,7 +79,9 @@ class Scorer:
         self.model = model.eval().to(self.device)
         self.image_size = model.config.image_size
         self.threshold = float(threshold)
-        self.model_id = str(self.meta.get("model_id", ""))
+        from engine.meta import ModelMeta
+        self.info = ModelMeta.from_dict(self.meta)      # what the model says about itself
+        self.model_id = self.info.model_id
         # ROI / tiling models run the model's own networks per frame (engine/layout.py; on the
         # CPU with NNPACK convolutions unless "eager" is asked for), with one layout per frame
         # size, built on first sight (validation, polygon raster).

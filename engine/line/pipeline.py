@@ -237,14 +237,13 @@ class Pipeline:
         if spec.path is None:
             self.on_model(ModelStatus(product=spec.product))
             return
-        from engine.meta import ModelMeta
         from engine.scoring import Scorer
         try:
             if not Path(spec.path).is_file():
                 raise InspectError(f"The model file for {spec.product!r} is missing ({spec.path}). "
                                    "Click Learn good parts to train it again.")
             scorer = Scorer.from_file(spec.path, device=self.device, backend=self.backend)
-            meta = ModelMeta.from_dict(scorer.meta)
+            meta = scorer.info
         except Exception as exc:      # noqa: BLE001 - any bad file: no model, told why
             self._model_failed(spec, exc)
             return
