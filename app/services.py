@@ -145,8 +145,9 @@ class Services(QObject):
             if p.threshold is not None:
                 self.pipeline.set_threshold(p.threshold, p.review_below)
         if new.storage != old.storage:
-            self.errors.report("Settings", "The new storage place is used from the next start "
-                                           "of the app (records keep going to the current log).",
+            self.errors.report("Settings", "The new storage settings (place, and what to do when "
+                                           "the log fails) are used from the next start of the "
+                                           "app (records keep going to the current log).",
                                serious=False)
         self.settings_changed.emit(new)
 

@@ -85,11 +85,16 @@ class SettingsScreen(QWidget):
         self.folder.setPlaceholderText(f"empty: {self.services.data_dir}")
         self.db_url = QLineEdit()
         self.db_url.setPlaceholderText("empty: a local SQLite file in the folder; or postgresql://user@host/db")
+        # What the line does when the log cannot record (engine/log: stop or spool).
+        self.when_log_fails = QComboBox()
+        self.when_log_fails.addItem("stop judging, say why (default)", "stop")
+        self.when_log_fails.addItem("judge on, keep verdicts locally until the log is back", "spool")
         self.station = QLineEdit()
         self.operator = QLineEdit()
         self.operator.setPlaceholderText("empty: the computer's login name")
         f.addRow("Data folder", _path_row(self.folder, self._pick_folder))
         f.addRow("Database URL", self.db_url)
+        f.addRow("When the log fails", self.when_log_fails)
         f.addRow("Station name", self.station)
         f.addRow("Operator (for labels and thresholds)", self.operator)
 
@@ -188,6 +193,7 @@ class SettingsScreen(QWidget):
         self.trigger.setCurrentText(c.trigger)
         self.folder.setText(s.storage.folder)
         self.db_url.setText(s.storage.database_url)
+        self.when_log_fails.setCurrentIndex(max(0, self.when_log_fails.findData(s.storage.when_log_fails)))
         self.station.setText(s.station)
         self.operator.setText(s.operator)
         self.device.setCurrentText(s.device)
@@ -215,7 +221,8 @@ class SettingsScreen(QWidget):
                            gain_db=self.gain.value() if self.gain_on.isChecked() else None,
                            trigger=self.trigger.currentText()),
             storage=replace(s.storage, folder=self.folder.text().strip(),
-                            database_url=self.db_url.text().strip()),
+                            database_url=self.db_url.text().strip(),
+                            when_log_fails=self.when_log_fails.currentData()),
             device=self.device.currentText(), model_size=self.size.currentText(),
             image_size=self.image_size.value(), training_steps=self.steps.value(),
             training_minutes=self.minutes.value(),

@@ -155,3 +155,20 @@ def test_settings_and_live_screens_offer_every_source_kind_and_an_opencv_camera_
         assert w.services.feed.cam.source_spec() == {"kind": "opencv", "target": "1"}
     finally:
         w.close()
+
+
+def test_what_to_do_when_the_log_fails_is_a_setting_on_screen(qtbot, tmp_path):
+    from app_fixtures import make_window, tiny_settings
+    from engine.settings import save_settings
+    d = tmp_path / "data"
+    save_settings(tiny_settings(), d / "settings.json")
+    w = make_window(qtbot, d, autostart=False)
+    try:
+        screen = w.settings_screen
+        screen.load(w.services.settings)
+        assert screen.when_log_fails.currentData() == "stop"
+        screen.when_log_fails.setCurrentIndex(screen.when_log_fails.findData("spool"))
+        screen.apply()
+        assert w.services.settings.storage.when_log_fails == "spool"
+    finally:
+        w.close()
