@@ -151,8 +151,8 @@ class LearnScreen(QWidget):
         step3 = QGroupBox("3. Check and save")
         self.hist = pg.PlotWidget()
         self.hist.setMinimumHeight(160)
-        self.hist.setLabel("bottom", "score of held-out good parts")
-        self.hist.setLabel("left", "parts")
+        self.hist.setLabel("bottom", "score (blue: held-out good parts; orange: synthetic defects)")
+        self.hist.setLabel("left", "share of each set")
         self.hist.setMouseEnabled(x=False, y=False)
         self.bars = pg.PlotDataItem(stepMode="center", fillLevel=0, brush=(31, 119, 180, 120))
         self.hist.addItem(self.bars)
@@ -410,8 +410,9 @@ class LearnScreen(QWidget):
         syn_scores = np.asarray(meta.synthetic.scores if meta.synthetic else [], dtype=np.float64)
         syn_scores = syn_scores[np.isfinite(syn_scores)]
         edges = score_edges(scores, syn_scores, extra=(t,), bins=30)
-        self.bars.setData(edges, histogram(scores, edges))
-        self.synthetic_bars.setData(edges, histogram(syn_scores, edges))
+        # shares, not counts: 6 held-out parts must not vanish beside 48 synthetic defects
+        self.bars.setData(edges, histogram(scores, edges) / max(len(scores), 1))
+        self.synthetic_bars.setData(edges, histogram(syn_scores, edges) / max(len(syn_scores), 1))
         self.synthetic_bars.setVisible(bool(syn_scores.size))
         self.proposed.setPos(t)
         self.proposed.show()
