@@ -57,6 +57,9 @@ class DistillConfig:
     bf16: bool = True                    # autocast (backbone + PDN); loss and Adam in fp32
     checkpoint_minutes: float = 10.0
     seed: int = 0
+    # A teacher file whose weights a new run starts from (e.g. the shipped one, to distil it
+    # further: the checkpoint of the run that made it is not kept in git). "" = random.
+    init: str = ""
 
     def teacher_path(self) -> Path:
         return Path(self.out) if self.out else Path(self.work_dir) / f"teacher_{self.size}.pth"
@@ -178,9 +181,7 @@ def _atomic_save(obj, path: Path) -> None:
 
 def export_teacher(checkpoint: str | Path, out: str | Path) -> Path:
     """Write the teacher file from a distillation checkpoint (usable while a run goes on)."""
-    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    if not isinstance(ck, dict) or "pdn" not in ck:
-        raise InspectError(f"{checkpoint} is not a distillation checkpoint.")
+    ck = _read_checkpoint(Path(checkpoint))
     _atomic_save({k: v.half() for k, v in ck["pdn"].items()}, Path(out))
     return Path(out)
 
@@ -258,7 +259,7 @@ class _Distillation:
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         run = cls(cfg, train_paths, held_eval, make, augment, net, opt)
         if run.ck_path.exists():
-            ck = torch.load(run.ck_path, map_location="cpu", weights_only=False)
+            ck = _read_checkpoint(run.ck_path)
             net.load_state_dict(ck["pdn"])
             opt.load_state_dict(ck["opt"])
             run.mean, run.std = ck["mean"], ck["std"]
@@ -267,6 +268,10 @@ class _Distillation:
             random.setstate(ck["py_rng"])
             progress(run.state["step"] / cfg.steps, f"resumed at step {run.state['step']}")
         else:
+            if cfg.init:                      # checked before the slow statistics
+                from engine.model import load_teacher_state
+                load_teacher_state(net, cfg.init)
+                progress(0.0, f"starting from the weights of {cfg.init}")
             t0 = time.time()
             run.mean, run.std = target_stats(make, train_paths, cfg.stat_views, augment,
                                              progress=progress, should_stop=should_stop)
@@ -343,6 +348,19 @@ class _Distillation:
 
 
 # -- measuring a teacher ------------------------------------------------------------------
+def _read_checkpoint(path: Path) -> dict:
+    """The run's own checkpoint, read with weights_only (it holds tensors and plain values
+    only); anything else is one sentence saying how to start afresh."""
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(ck, dict) or not {"pdn", "opt", "mean", "std", "state"} <= set(ck):
+            raise ValueError("not a distillation checkpoint")
+        return ck
+    except Exception as e:        # torch raises many kinds for a damaged file
+        raise InspectError(f"{path} is not a distillation checkpoint this app can resume from "
+                           f"({type(e).__name__}); move it away to start afresh.") from e
+
+
 def _squash(path: Path, side: int) -> torch.Tensor:
     """Whole image resized (no augmentation) -> (3,side,side) in [0,1]."""
     t = load_chw(path).float()[None] / 255.0
@@ -436,6 +454,9 @@ def main(argv: list[str]) -> int:
         p.add_argument("--fp32", action="store_true", help="no bf16 autocast")
         p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's choice)")
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--init", default="", metavar="TEACHER",
+                       help="start a new run from this teacher file's weights (e.g. "
+                            "resources/teachers/teacher_small.pth, to distil it further)")
         p.add_argument("--evaluate", metavar="TEACHER", default=None,
                        help="measure a teacher file (or 'random') against WORK_DIR/checkpoint.pt's "
                             "target and the --probe-data categories, print JSON, exit")
@@ -463,7 +484,7 @@ def main(argv: list[str]) -> int:
                             backbone_weights=a.backbone_weights, steps=a.steps, minutes=a.minutes,
                             crop_out=a.crop_out, batch=a.batch, pool_views=a.pool_views,
                             stat_views=a.stat_views, checkpoint_minutes=a.checkpoint_minutes,
-                            bf16=not a.fp32, seed=a.seed)
+                            bf16=not a.fp32, seed=a.seed, init=a.init)
         bar = ProgressBar("distill")
         try:
             path = distill(cfg, bar)

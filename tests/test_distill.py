@@ -79,3 +79,26 @@ def test_empty_folder_and_bad_weights_are_one_sentence(tmp_path):
     torch.save({"x": torch.zeros(1)}, bad)
     with pytest.raises(InspectError, match="does not fit EfficientNet-Lite0"):
         EfficientNetLite(weights=bad)
+
+
+def test_a_run_can_start_from_a_teacher_file_and_a_bad_checkpoint_is_one_sentence(tmp_path):
+    """--init: a new distillation starts from a teacher's weights (the shipped one, to go on
+    distilling it); a damaged checkpoint is refused in words, never unpickled blindly."""
+    torch.set_num_threads(1)
+    imgs = _images(tmp_path / "imgs", 5)
+    start = pdn("small", 384)
+    torch.nn.init.constant_(start[0].weight, 0.01)
+    init = tmp_path / "start.pth"
+    torch.save({k: v.half() for k, v in start.state_dict().items()}, init)
+    cfg = DistillConfig(images=str(imgs), work_dir=str(tmp_path / "w"), steps=1, crop_out=4,
+                        batch=2, pool_views=2, stat_views=2, holdout_every=5, init=str(init),
+                        lr=1e-9)
+    distill(cfg)
+    ck = torch.load(tmp_path / "w" / "checkpoint.pt", weights_only=True)
+    torch.testing.assert_close(ck["pdn"]["0.weight"], torch.full_like(ck["pdn"]["0.weight"], 0.01),
+                               atol=1e-4, rtol=0)
+    (tmp_path / "w" / "checkpoint.pt").write_bytes(b"garbage")
+    with pytest.raises(InspectError, match="not a distillation checkpoint"):
+        distill(DistillConfig(**{**cfg.__dict__, "steps": 2}))
+    with pytest.raises(InspectError, match="not a distillation checkpoint"):
+        export_teacher(tmp_path / "w" / "checkpoint.pt", tmp_path / "t.pth")
