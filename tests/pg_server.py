@@ -181,3 +181,20 @@ def picture(seed: int, h: int = 48, w: int = 64):
     base = 120 + 50 * np.sin(xx / 9 + seed) + 30 * np.cos(yy / 7)
     rgb = np.stack([base, base * 0.8, 255 - base], -1) + rng.normal(0, 6, (h, w, 3))
     return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+class RestartableServer(PgServer):
+    """A server of one test's own, stopped and started again mid-test (stopping the
+    shared one would disturb other tests)."""
+
+    def _options(self) -> str:
+        port = int(self.url.rsplit(":", 1)[1].split("/")[0])
+        return (f"-p {port} -k {self._dir} -c listen_addresses=127.0.0.1 "
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+
+    def pause(self) -> None:
+        self._run("pg_ctl", "-D", str(self._dir / "data"), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        self._run("pg_ctl", "-D", str(self._dir / "data"), "-o", self._options(), "-l",
+                  str(self._dir / "server.log"), "-w", "-t", "30", "start")

@@ -24,9 +24,9 @@ from app_fixtures import collect_results, data_dir, make_window, tiny_settings, 
 from engine.settings import ProductSettings, StorageSettings, save_settings
 
 try:
-    from pg_server import PgServer, pg_server  # noqa: F401
+    from pg_server import RestartableServer, pg_server  # noqa: F401
 except ImportError:
-    from tests.pg_server import PgServer, pg_server  # noqa: F401
+    from tests.pg_server import RestartableServer, pg_server  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -209,22 +209,10 @@ def test_a_database_failing_mid_run_stops_judging_then_resumes_and_loses_nothing
     assert rows == judged
 
 
-class _RestartableServer(PgServer):
-    def _options(self) -> str:
-        port = int(self.url.rsplit(":", 1)[1].split("/")[0])
-        return (f"-p {port} -k {self._dir} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
-
-    def pause(self) -> None:
-        self._run("pg_ctl", "-D", str(self._dir / "data"), "-m", "fast", "-w", "stop")
-
-    def resume(self) -> None:
-        self._run("pg_ctl", "-D", str(self._dir / "data"), "-o", self._options(), "-l",
-                  str(self._dir / "server.log"), "-w", "-t", "30", "start")
 
 
 def test_spool_mode_judges_on_while_the_server_is_down_and_counts_it_on_screen(qtbot, data_dir):
-    server = _RestartableServer()
+    server = RestartableServer()
     server.start()
     if not server.url:
         pytest.skip(f"no PostgreSQL server: {server.skip_reason}")

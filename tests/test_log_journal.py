@@ -25,9 +25,9 @@ from engine.log.schema import inspections
 from engine.types import Decision, Verdict, decide
 
 try:
-    from pg_server import LogPlace, PgServer, log_place, make_record, pg_server, picture  # noqa: F401
+    from pg_server import LogPlace, RestartableServer, log_place, make_record, pg_server, picture  # noqa: F401
 except ImportError:
-    from tests.pg_server import LogPlace, PgServer, log_place, make_record, pg_server, picture  # noqa: F401
+    from tests.pg_server import LogPlace, RestartableServer, log_place, make_record, pg_server, picture  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -170,25 +170,11 @@ def test_a_v2_log_is_upgraded_with_a_reason_column(log_place):
 
 # ---- a PostgreSQL server stopped mid-run ---------------------------------------------
 
-class _RestartableServer(PgServer):
-    """A server of this test's own: stopping the shared one would disturb other tests."""
-
-    def _options(self) -> str:
-        port = int(self.url.rsplit(":", 1)[1].split("/")[0])
-        return (f"-p {port} -k {self._dir} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
-
-    def pause(self) -> None:
-        self._run("pg_ctl", "-D", str(self._dir / "data"), "-m", "fast", "-w", "stop")
-
-    def resume(self) -> None:
-        self._run("pg_ctl", "-D", str(self._dir / "data"), "-o", self._options(), "-l",
-                  str(self._dir / "server.log"), "-w", "-t", "30", "start")
 
 
 @pytest.fixture
 def own_pg():
-    server = _RestartableServer()
+    server = RestartableServer()
     server.start()
     if not server.url:
         pytest.skip(f"no PostgreSQL server: {server.skip_reason}")
