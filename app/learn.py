@@ -487,10 +487,9 @@ def learn_result_text(meta: ModelMeta) -> str:
     scores = np.asarray(meta.holdout_scores, dtype=np.float64)
     text = (f"Proposed threshold {meta.threshold:.4f} (red line); held-out good parts "
             f"(blue) scored {scores.min():.4f} to {scores.max():.4f}. ")
-    if meta.estimate is not None:
-        text += meta.estimate.sentence() + " "
+    from engine.card import expectations
+    text += "".join(sentence + " " for sentence in expectations(meta))
     if meta.synthetic is not None:
-        text += (meta.synthetic.sentence()
-                 + " (orange: synthetic defects; a real defect may be subtler). ")
+        text += "(Orange: synthetic defects; a real defect may be subtler.) "
     return text + "Teacher: " + ("RANDOM (testing only)" if meta.random_teacher
                                  else Path(meta.teacher).name) + "."

@@ -65,6 +65,18 @@ class ThresholdEstimate:
         return text + "."
 
 
+def valid_target(target_frr: float) -> bool:
+    """A false-reject target the rule can aim at: a share strictly between 0 and a half
+    (NaN is refused too). The one place this range is written."""
+    return 0.0 < target_frr < 0.5
+
+
+def rule_text(target_frr: float) -> str:
+    """How the threshold was set, for the model file."""
+    return (f"GEV fit (L-moments) of held-out good scores; expected false-reject rate "
+            f"{target_frr:.3g} over a parametric bootstrap (engine/calibration.py)")
+
+
 def _pct(x: float) -> str:
     x *= 100
     return f"{x:.1f}%" if x < 10 else f"{x:.0f}%"
@@ -132,7 +144,7 @@ def estimate_threshold(scores: np.ndarray, target_frr: float = DEFAULT_TARGET_FR
     come from, and t solves mean_b P_b(score >= t) = target. The plug-in quantile of the one
     fit would be the target only if the fit were exact; with 10 parts it rejected 2.5-5% on
     the dev sets, this rule 2.5-4.7%, converging to the plug-in as parts grow."""
-    if not 0.0 < target_frr < 0.5:
+    if not valid_target(target_frr):
         raise ValueError(f"target false-reject rate must be in (0, 0.5), got {target_frr}")
     s = np.asarray(scores, dtype=np.float64).ravel()
     if not np.all(np.isfinite(s)):

@@ -5,32 +5,35 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.calibration import ThresholdEstimate
-from engine.synthetic import SyntheticCheck
+from engine.meta import ModelMeta
 
 
-def model_card(meta: dict, config: dict | None = None) -> str:
-    cfg = config or meta.get("train_config", {}).get("model", {})
-    teacher = meta.get("teacher")
+def expectations(meta: ModelMeta) -> list[str]:
+    """What to expect of the threshold, in sentences: the false-reject rate it aims at and
+    how sure that is, and what the synthetic defects say it catches (Learn's result, the
+    card and `calibrate` say the same)."""
+    return [x.sentence() for x in (meta.estimate, meta.synthetic) if x is not None]
+
+
+def model_card(meta: dict) -> str:
+    m = ModelMeta.from_dict(meta)
+    cfg = meta.get("train_config", {}).get("model", {})       # the layout the model sees
     lines = [
-        f"Model {meta.get('model_id', '?')} (created {meta.get('created_utc', '?')}"
-        + (f", threshold set again {meta['recalibrated_utc']}" if meta.get("recalibrated_utc") else "") + ")",
+        f"Model {m.model_id or '?'} (created {m.created_utc or '?'}"
+        + (f", threshold set again {m.recalibrated_utc}" if m.recalibrated_utc else "") + ")",
         f"EfficientAD-{str(cfg.get('size', 'small'))[0].upper()}, input {cfg.get('image_size', '?')} px"
         + (f", tiles at scale {cfg.get('tile_scale')}" if cfg.get("tiling") else "")
         + (f", region {tuple(cfg['roi'])}" if cfg.get("roi") else ""),
-        f"Learned from {meta.get('n_train', '?')} good parts ({meta.get('n_holdout', '?')} more held "
-        f"out to set the threshold), {meta.get('steps', '?')} steps, "
-        f"{float(meta.get('train_seconds') or 0) / 60:.0f} min on {meta.get('device', '?')}.",
-        "Teacher: " + ("RANDOM (testing only: far below the paper's accuracy)" if teacher == "random"
-                       else Path(str(teacher)).name),
-        f"Threshold {float(meta.get('threshold', float('nan'))):.4f}.",
+        f"Learned from {m.n_train} good parts ({m.n_holdout} more held out to set the "
+        f"threshold), {m.steps} steps, {(m.train_seconds or 0) / 60:.0f} min on {m.device or '?'}.",
+        "Teacher: " + ("RANDOM (testing only: far below the paper's accuracy)" if m.random_teacher
+                       else Path(m.teacher).name),
+        f"Threshold {m.threshold:.4f}.",
+        *expectations(m),
     ]
-    if meta.get("threshold_estimate"):
-        lines.append(ThresholdEstimate.from_dict(meta["threshold_estimate"]).sentence())
-    if meta.get("synthetic_check"):
-        lines.append(SyntheticCheck.from_dict(meta["synthetic_check"]).sentence()
-                     + " Synthetic defects are blatant; real ones may be subtler, so this is a "
-                       "floor check, not a promise.")
+    if m.synthetic is not None:
+        lines.append("Synthetic defects are blatant; real ones may be subtler, so the miss rate "
+                     "above is a floor check, not a promise.")
     return "\n".join(lines) + "\n"
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from engine.data import IMAGE_SUFFIXES, expand_inputs, list_images, load_images, load_rgb
+from engine.calibration import valid_target
 from engine.card import write_card
 from engine.errors import InspectError, run_command
 from engine.model import PDN_RECEPTIVE_FIELD, ModelConfig, save_checkpoint
@@ -344,11 +345,9 @@ def _calibrate_cmd(argv: list[str]) -> int:
     save_checkpoint(model, out, new)
     write_card(out, new)
     print(f"saved {out}: threshold {meta.get('threshold', float('nan')):.4f} -> {new['threshold']:.4f}")
-    from engine.calibration import ThresholdEstimate
-    from engine.synthetic import SyntheticCheck
-    print(ThresholdEstimate.from_dict(new["threshold_estimate"]).sentence())
-    if new.get("synthetic_check"):
-        print(SyntheticCheck.from_dict(new["synthetic_check"]).sentence())
+    from engine.card import expectations
+    from engine.meta import ModelMeta
+    print("\n".join(expectations(ModelMeta.from_dict(new))))
     return 0
 
 
@@ -358,6 +357,6 @@ def _fraction(text: str) -> float:
         v = float(text[:-1]) / 100 if text.endswith("%") else float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number (e.g. 0.01 or 1%)") from None
-    if not 0.0 < v < 0.5:
+    if not valid_target(v):
         raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 0.5 (50%)")
     return v

@@ -17,6 +17,7 @@ from engine.synthetic import SyntheticCheck
 class ModelMeta:
     model_id: str = ""
     created_utc: str = ""
+    recalibrated_utc: str = ""                       # when `calibrate` set the threshold again
     threshold: float = 0.5
     holdout_scores: tuple[float, ...] = ()
     holdout_false_reject_rate: float | None = None
@@ -38,6 +39,7 @@ class ModelMeta:
         scores = d.get("holdout_scores")
         return cls(
             model_id=str(d.get("model_id", "")), created_utc=str(d.get("created_utc", "")),
+            recalibrated_utc=str(d.get("recalibrated_utc", "")),
             threshold=_number(d.get("threshold"), 0.5),
             holdout_scores=tuple(x for x in (_number(v, math.nan) for v in
                                              (scores if isinstance(scores, (list, tuple)) else ()))

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from engine.camera.kinds import KINDS as SOURCE_KINDS
 from engine.camera.kinds import kind_of
+from engine.calibration import valid_target
 from engine.errors import InspectError
 from engine.vocabulary import DEVICES, MODEL_SIZES, spoken
 
@@ -186,7 +187,7 @@ class ProductSettings:
         if self.threshold is not None and not (self.threshold > 0 and math.isfinite(self.threshold)):
             out.append(f"Product {name!r}: the threshold must be a finite number above 0, "
                        f"not {self.threshold}.")
-        if not (0 < self.target_false_reject < 0.5):      # also refuses NaN
+        if not valid_target(self.target_false_reject):
             out.append(f"Product {name!r}: the target false-reject rate must be between 0 and "
                        f"0.5 (e.g. 0.01 for 1%), not {self.target_false_reject}.")
         if self.review_below is not None:

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from engine.calibration import DEFAULT_TARGET_FRR, ThresholdEstimate, estimate_threshold
+from engine.calibration import (DEFAULT_TARGET_FRR, ThresholdEstimate, estimate_threshold,
+                                rule_text, valid_target)
 from engine.data import list_images, load_images
 from engine.device import resolve_device
 from engine.errors import InspectError
@@ -84,7 +85,7 @@ class TrainConfig:
             raise InspectError(f"Precision must be {spoken(TRAIN_PRECISIONS)}, not {self.precision!r}.")
         if self.minutes is not None and not (0.0 < self.minutes < 1e6):   # also refuses NaN
             raise InspectError(f"The training time must be a positive number of minutes, not {self.minutes}.")
-        if not 0.0 < self.target_frr < 0.5:
+        if not valid_target(self.target_frr):
             raise InspectError(f"The target false-reject rate must be between 0 and 0.5 (e.g. "
                                f"0.01 for 1%), not {self.target_frr}.")
         if not 0.0 < self.holdout_fraction < 0.5:
@@ -797,8 +798,7 @@ def _threshold_meta(cfg: TrainConfig, hold_scores: np.ndarray, estimate: Thresho
     """What a model file says about its threshold (training and `calibrate` alike)."""
     return {
         "threshold": estimate.threshold,
-        "threshold_rule": f"Gumbel fit (L-moments) of held-out good scores, its "
-                          f"{1 - cfg.target_frr:.3g} quantile (engine/calibration.py)",
+        "threshold_rule": rule_text(cfg.target_frr),
         "threshold_estimate": estimate.to_dict(),
         "synthetic_check": synthetic.to_dict() if synthetic is not None else None,
         "holdout_scores": hold_scores.tolist(), "holdout_false_reject_rate": estimate.holdout_frr,
