@@ -9,8 +9,8 @@ from engine.log.integrity import PictureCheck
 from engine.log.inspection_log import ABRUPT_BOUND, InspectionLog, LogInUse
 from engine.log.queries import (UNLABELED, InspectionFilter, Page, PageCursor, ShiftPlan,
                                 SortKey, SummaryRow)
-from engine.log.records import (InspectionRecord, InspectionRow, Label, LogEvent, ModelInfo,
-                                PictureState, ThresholdChange)
+from engine.log.records import (AuditEntry, InspectionRecord, InspectionRow, Label, LogEvent,
+                                ModelInfo, PictureState, ThresholdChange)
 from engine.log.retention import RetentionResult
 from engine.log.schema import SCHEMA_VERSION
 from engine.log.writer import LogWriter, WriterStats
@@ -19,5 +19,5 @@ __all__ = [
     "InspectionLog", "LogInUse", "ABRUPT_BOUND", "LogConfig", "RetentionPolicy", "InspectionRecord", "InspectionRow",
     "InspectionFilter", "Page", "PageCursor", "SortKey", "ShiftPlan", "SummaryRow", "UNLABELED",
     "Label", "PictureState", "LogEvent", "ModelInfo", "ThresholdChange", "LogWriter",
-    "WriterStats", "PictureCheck", "RetentionResult", "SCHEMA_VERSION",
+    "WriterStats", "PictureCheck", "RetentionResult", "SCHEMA_VERSION", "AuditEntry",
 ]

@@ -28,8 +28,8 @@ from engine.log.journal import Journal
 from engine.log.migrations import migrate, read_version
 from engine.log.pictures import PictureStore, StoreLock
 from engine.log.queries import InspectionFilter, Page, PageCursor, ShiftPlan, SortKey, SummaryRow
-from engine.log.records import (InspectionRecord, InspectionRow, Label, LogEvent, ModelInfo,
-                                ThresholdChange)
+from engine.log.records import (AuditEntry, InspectionRecord, InspectionRow, Label, LogEvent,
+                                ModelInfo, ThresholdChange)
 from engine.log.recovery import Replay, replay, write_checkpoint
 from engine.log.retention import RetentionResult, RetentionWorker, apply_retention
 from engine.log.schema import SCHEMA_VERSION
@@ -333,6 +333,43 @@ class InspectionLog:
     def threshold_changes(self, product: str | None = None, limit: int = 200) -> list[ThresholdChange]:
         with self.engine.connect() as conn:
             return registry.list_threshold_changes(conn, product, limit)
+
+    # ---- the audit trail (v4) --------------------------------------------------------
+
+    def append_audit(self, entry: AuditEntry) -> None:
+        """Record one change in the append-only audit table. How to call it:
+
+            from engine.log import AuditEntry
+            log.append_audit(AuditEntry(who="anna", role="engineer", kind="threshold",
+                                        target="bracket-A", old="0.42", new="0.47",
+                                        detail="proposed from 12 known defects"))
+
+        `kind` is one of engine.log.schema.AUDIT_KINDS (else ValueError); `old`/`new` are
+        text (json.dumps structured values), None where there is none; `t_us` defaults to
+        now. Call it from any thread; it never loses the row: while the writer runs the
+        row is journaled first and committed by the writer in order with the verdicts (a
+        database that is down, or a kill, leaves it in the journal, written later); with no
+        writer running it is committed here, now, and a database that cannot take it raises
+        InspectError (one sentence to show) so the caller knows the change was not recorded.
+        A log opened read-only raises InspectError. Nothing updates or deletes audit rows."""
+        writer = self._writer
+        if writer is not None and writer.running:
+            writer.submit_audit(entry)
+            return
+        try:
+            with self.write_connection() as conn, conn.begin():
+                registry.insert_audit(conn, entry)
+        except OperationalError as exc:
+            raise InspectError(f"The change could not be recorded in the audit trail at "
+                               f"{self.url}: {str(exc.orig).strip().splitlines()[0]}") from exc
+
+    def audit(self, since_us: int | None = None, until_us: int | None = None,
+              kind: str | None = None, who: str | None = None,
+              limit: int | None = 1000) -> list[AuditEntry]:
+        """Audit rows, oldest first: what is committed so far (`log.writer.flush()` first to
+        see rows just appended while the writer runs)."""
+        with self.engine.connect() as conn:
+            return registry.list_audit(conn, since_us, until_us, kind, who, limit)
 
     # ---- maintenance -----------------------------------------------------------------
 

@@ -112,6 +112,8 @@ def _rebuild_row(store: PictureStore, rel: str) -> dict | None:
         overlay = None
     row = {k: meta[k] for k in _REBUILT_FIELDS}
     row["reason"] = meta.get("reason")            # v3 pictures carry it
+    row["part_id"] = meta.get("part_id")          # v4 pictures carry these two
+    row["app_version"] = meta.get("app_version")
     row.update(image_path=rel, overlay_path=overlay, picture_state=PictureState.OK.value,
                picture_bytes=store.size_of(rel, overlay))
     return row

@@ -8,6 +8,7 @@ Entries carry a sequence number `s`, given in the order the writer's queue sees 
   {"s": 12, "u": uid, "p": 1, "r": {row}}              a verdict (p: it has pictures queued)
   {"s": 13, "u": uid, "c": "queue_full", "r": {row}}   a verdict only counted (queue full)
   {"s": 12, "pic": {picture columns}}                  what became of a spooled row's pictures
+  {"s": 14, "a": {audit row}}                          an audit row (who changed what), v4
 
 The database keeps, in the same transaction as each batch of rows, the highest sequence
 number up to which every entry is in it (`log_meta`, key `journal:<id>`: the checkpoint).
@@ -51,10 +52,13 @@ class Journal:
         # knows where numbering goes on: new entries never reuse a checkpointed number.
         self.last_seq = (segments[-1][0] - 1) if segments else 0
         for _, path in reversed(segments[-2:]):   # the last one may be freshly started
-            tail = [e for e in self._tail(path) if "r" in e]
+            # Verdicts ("r") and audit rows ("a") take numbers; picture outcomes reuse theirs.
+            tail = [e for e in self._tail(path) if "r" in e or "a" in e]
             if tail:
                 self.last_seq = max(self.last_seq, int(tail[-1]["s"]))
-                self.last_t_us = int(tail[-1]["r"]["t_us"])
+                verdicts = [e for e in tail if "r" in e]
+                if verdicts:
+                    self.last_t_us = int(verdicts[-1]["r"]["t_us"])
                 break
 
     @classmethod

@@ -97,8 +97,28 @@ def _v3(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE inspections ADD COLUMN reason TEXT"))
 
 
+def _v4(conn: Connection) -> None:
+    """The part id and the judging app's version on each row; the append-only audit table."""
+    conn.execute(text("ALTER TABLE inspections ADD COLUMN part_id VARCHAR(64)"))
+    conn.execute(text("ALTER TABLE inspections ADD COLUMN app_version VARCHAR(32)"))
+    md = MetaData()
+    a = Table("audit", md,
+              Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+                     autoincrement=True),
+              Column("t_us", BigInteger, nullable=False),
+              Column("who", String(64), nullable=False),
+              Column("role", String(16), nullable=False),
+              Column("kind", String(32), nullable=False),
+              Column("target", String(128), nullable=False),
+              Column("old", Text),
+              Column("new", Text),
+              Column("detail", Text))
+    Index("ix_audit_t", a.c.t_us, a.c.id)
+    md.create_all(conn)
+
+
 # version -> the step that produces it from the version before
-STEPS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3}
+STEPS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
 assert max(STEPS) == SCHEMA_VERSION, "schema.py and migrations.py disagree on the version"
 
 

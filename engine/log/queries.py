@@ -109,7 +109,8 @@ def to_row(m, pictures_root: Path) -> InspectionRow:
         overlay_path=pictures_root / m["overlay_path"] if m["overlay_path"] else None,
         picture_state=PictureState(m["picture_state"]) if m["picture_state"] else None,
         label=Label(m["label"]) if m["label"] else None, note=m["note"],
-        labeled_by=m["labeled_by"], labeled_at_us=m["labeled_at_us"], reason=m["reason"])
+        labeled_by=m["labeled_by"], labeled_at_us=m["labeled_at_us"], reason=m["reason"],
+        part_id=m["part_id"], app_version=m["app_version"])
 
 
 def page(conn: Connection, pictures_root: Path, flt: InspectionFilter = InspectionFilter(),

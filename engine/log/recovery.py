@@ -15,16 +15,32 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from engine.log.journal import Journal
 from engine.log.pictures import PictureStore, picture_names
 from engine.log.records import PictureState
-from engine.log.schema import inspections, log_meta, unlogged_counts
+from engine.log.schema import audit, inspections, log_meta, unlogged_counts
 
 _HOUR_US = 3_600_000_000
 _CHUNK = 500
+
+
+class AuditRow(dict):
+    """An audit table row among a batch's inspection rows (the writer and the replay
+    commit both in one transaction, in journal order)."""
+
+
+def insert_rows(conn: Connection, rows: list[dict]) -> None:
+    """Inspection rows and audit rows of one batch, each table in one statement."""
+    verdicts = [r for r in rows if not isinstance(r, AuditRow)]
+    changes = [dict(r) for r in rows if isinstance(r, AuditRow)]
+    if verdicts:
+        conn.execute(insert(inspections), verdicts)
+    if changes:
+        conn.execute(insert(audit), changes)
 
 
 @dataclass(frozen=True)
 class Replay:
     """What a replay wrote."""
     rows: int = 0                  # verdicts written as rows
+    audit: int = 0                 # audit rows written (v4)
     counted: int = 0               # verdicts written as hour counts (the queue had been full)
     pictures_missing: int = 0      # of the rows, FAIL/REVIEW whose pictures were never written
     refused: int = 0               # rows the database refused (bad data); reported, not retried
@@ -67,15 +83,17 @@ def replay(engine: Engine, store: PictureStore, journal: Journal, upto: int | No
             rows, counts, missing = _build(chunk, pictures, store)
             last = int(chunk[-1]["s"])
             refused = _write_chunk(conn, key, rows, counts, last)
-            totals.update(rows=len(rows) - refused, counted=sum(counts.values()),
-                          pictures_missing=missing, refused=refused)
+            changes = sum(isinstance(r, AuditRow) for _, r in rows)
+            totals.update(rows=len(rows) - refused - changes, audit=changes,
+                          counted=sum(counts.values()), pictures_missing=missing, refused=refused)
             checkpoint = last
         if upto is not None and upto > checkpoint:   # only pictures entries, or nothing, left
             with conn.begin():
                 write_checkpoint(conn, key, max(upto, read_checkpoint(conn, key)))
             checkpoint = upto
-    return Replay(totals["rows"], totals["counted"], totals["pictures_missing"],
-                  totals["refused"], checkpoint)
+    return Replay(rows=totals["rows"], audit=totals["audit"], counted=totals["counted"],
+                  pictures_missing=totals["pictures_missing"], refused=totals["refused"],
+                  checkpoint=checkpoint)
 
 
 def _collect(journal: Journal, after: int, upto: int | None) -> tuple[list[dict], dict]:
@@ -84,7 +102,7 @@ def _collect(journal: Journal, after: int, upto: int | None) -> tuple[list[dict]
     for entry in journal.entries(after, upto):
         if "pic" in entry:
             pictures[int(entry["s"])] = entry["pic"]
-        elif "r" in entry:
+        elif "r" in entry or "a" in entry:
             verdicts[int(entry["s"])] = entry
     return [verdicts[s] for s in sorted(verdicts)], pictures
 
@@ -93,7 +111,11 @@ def _build(chunk: list[dict], pictures: dict, store: PictureStore
            ) -> tuple[list[tuple[int, dict]], collections.Counter, int]:
     rows, counts, missing = [], collections.Counter(), 0
     for entry in chunk:
-        row = dict(entry["r"])
+        if "a" in entry:
+            rows.append((int(entry["s"]), AuditRow(entry["a"])))
+            continue
+        # A journal written before v4 lacks the v4 columns; one insert needs the same keys.
+        row = {"part_id": None, "app_version": None, **entry["r"]}
         if entry.get("c"):
             counts[count_key(row, entry["c"])] += 1
             continue
@@ -147,7 +169,6 @@ def _write_chunk(conn: Connection, key: str, rows: list[tuple[int, dict]],
 
 
 def _insert(conn: Connection, rows: list[dict], counts: collections.Counter) -> None:
-    if rows:
-        conn.execute(insert(inspections), rows)
+    insert_rows(conn, rows)
     if counts:
         conn.execute(insert(unlogged_counts), count_rows(counts))

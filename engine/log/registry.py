@@ -6,8 +6,8 @@ import time
 
 from sqlalchemy import Connection, select
 
-from engine.log.records import Label, ModelInfo, ThresholdChange
-from engine.log.schema import inspections, models, threshold_changes
+from engine.log.records import AuditEntry, Label, ModelInfo, ThresholdChange
+from engine.log.schema import audit, inspections, models, threshold_changes
 
 
 def now_us() -> int:
@@ -73,4 +73,40 @@ def list_threshold_changes(conn: Connection, product: str | None = None,
     return [ThresholdChange(id=m["id"], t_us=m["t_us"], who=m["who"], product=m["product"],
                             model_id=m["model_id"], old_threshold=m["old_threshold"],
                             new_threshold=m["new_threshold"], reason=m["reason"])
+            for m in conn.execute(q).mappings()]
+
+
+def audit_row(entry: AuditEntry) -> dict:
+    """The audit table's row for an entry, clipped to the column lengths (a long target
+    must not lose the row on PostgreSQL)."""
+    return {"t_us": entry.t_us if entry.t_us is not None else now_us(),
+            "who": entry.who[:64], "role": entry.role[:16], "kind": entry.kind[:32],
+            "target": entry.target[:128], "old": entry.old, "new": entry.new,
+            "detail": entry.detail}
+
+
+def insert_audit(conn: Connection, entry: AuditEntry) -> int:
+    """Append one audit row (the only write the audit table ever gets)."""
+    result = conn.execute(audit.insert().values(**audit_row(entry)))
+    return int(result.inserted_primary_key[0])
+
+
+def list_audit(conn: Connection, since_us: int | None = None, until_us: int | None = None,
+               kind: str | None = None, who: str | None = None,
+               limit: int | None = 1000) -> list[AuditEntry]:
+    """Oldest first, between since_us (included) and until_us (excluded)."""
+    a = audit
+    q = select(a).order_by(a.c.t_us, a.c.id)
+    if since_us is not None:
+        q = q.where(a.c.t_us >= since_us)
+    if until_us is not None:
+        q = q.where(a.c.t_us < until_us)
+    if kind is not None:
+        q = q.where(a.c.kind == kind)
+    if who is not None:
+        q = q.where(a.c.who == who)
+    if limit is not None:
+        q = q.limit(limit)
+    return [AuditEntry(who=m["who"], role=m["role"], kind=m["kind"], target=m["target"],
+                       old=m["old"], new=m["new"], detail=m["detail"], t_us=m["t_us"], id=m["id"])
             for m in conn.execute(q).mappings()]

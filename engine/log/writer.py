@@ -34,10 +34,13 @@ from engine.log.disk import DiskWatch, free_bytes
 from engine.log.events import Throttle
 from engine.log.journal import Journal
 from engine.log.pictures import DISK_FULL_ERRNOS, PictureStore, picture_names
-from engine.log.records import InspectionRecord, PictureState
-from engine.log.recovery import count_key, count_rows, replay, write_checkpoint
+from engine.log.records import AuditEntry, InspectionRecord, PictureState
+from engine.log.recovery import (AuditRow, count_key, count_rows, insert_rows, replay,
+                                 write_checkpoint)
+from engine.log.registry import audit_row
 from engine.log.schema import inspections, unlogged_counts
 from engine.types import Decision
+from engine.version import APP_VERSION
 
 _PICTURES_PER_BATCH = 16      # bounds the time from a FAIL to its committed row
 
@@ -74,7 +77,7 @@ class _Item:
 # The text columns a record fills, clipped to the schema's lengths (a longer name would be
 # refused by PostgreSQL and lose the verdict).
 _TEXT_LIMITS = {name: inspections.c[name].type.length
-                for name in ("station", "camera", "product", "model_id")}
+                for name in ("station", "camera", "product", "model_id", "part_id", "app_version")}
 
 
 def _clip(value: str, column: str) -> str:
@@ -102,6 +105,8 @@ def make_row(record: InspectionRecord, state: PictureState | None) -> dict:
         "verdict": v.decision.value, "latency_ms": None if math.isnan(latency) else latency,
         "image_path": None, "overlay_path": None, "picture_bytes": None,
         "picture_state": state.value if state else None, "reason": reason or None,
+        "part_id": None if record.part_id is None else _clip(str(record.part_id), "part_id"),
+        "app_version": _clip(APP_VERSION, "app_version"),
     }
 
 
@@ -229,6 +234,19 @@ class LogWriter:
                                 "one by one (no pictures) until the writer catches up.",
                                 count_key="unlogged")
         return queued
+
+    def submit_audit(self, entry: AuditEntry) -> None:
+        """Journal, then queue one audit row: it commits in journal order with the verdicts,
+        and a database that is down (or a kill) leaves it in the journal, written later.
+        Never counted-only: an audit row waits for room in the queue however long."""
+        if not self.running:
+            raise RuntimeError("the log writer is not running")
+        row = AuditRow(audit_row(entry))
+        with self._order:
+            self._queue.wait_room(self._cfg.db_stop_after_s)
+            seq = self._journal.next_seq()
+            self._journal_append({"s": seq, "a": dict(row)})
+            self._queue.put(_Item(seq, "", row, False, None))
 
     def _reserve_pictures(self, record: InspectionRecord, timeout: float
                           ) -> tuple[bool, PictureState | None, int]:
@@ -432,7 +450,7 @@ class LogWriter:
                 futures[item.seq] = self._pool.submit(self._save_pictures, item, compress)
         rows = []
         for item in batch:
-            row = dict(item.row)
+            row = type(item.row)(item.row)        # an AuditRow stays one
             if item.keep_pictures:
                 row.update(self._picture_columns(futures.get(item.seq)))
             rows.append(row)
@@ -442,7 +460,7 @@ class LogWriter:
         row = item.row
         meta = {k: row[k] for k in ("t_us", "station", "camera", "product", "model_id",
                                     "frame_id", "score", "threshold", "verdict", "latency_ms",
-                                    "reason")}
+                                    "reason", "part_id", "app_version")}
         names = picture_names(row["t_us"], row["station"], item.uid)
         r = item.record
         return self._pictures.save(r.image, r.overlay, names, meta, compress,
@@ -498,11 +516,11 @@ class LogWriter:
             counts = self._counts_upto(last)
             try:
                 with write_connection(self._engine) as conn, conn.begin():
-                    if rows:
-                        conn.execute(insert(inspections), rows)
+                    insert_rows(conn, rows)
                     self._insert_counts(conn, counts)
                     write_checkpoint(conn, self._journal.checkpoint_key, last)
-                self._committed(last, len(counts), len(rows))
+                self._committed(last, len(counts),
+                                sum(not isinstance(r, AuditRow) for r in rows))
                 return "ok"
             except (OperationalError, InterfaceError) as exc:
                 self._report_db_error(exc)
@@ -537,6 +555,10 @@ class LogWriter:
             return
         self._n["lost"] += 1
         self._last_error = f"database refused a row: {getattr(exc, 'orig', exc)}"
+        if isinstance(rows[0], AuditRow):
+            self._emit("lost", "error", f"One audit record could not be logged: the "
+                       f"{self._last_error} ({rows[0]['kind']} {rows[0]['target']}).")
+            return
         self._emit("lost", "error", f"One verdict could not be logged: the "
                    f"{self._last_error} (frame {rows[0]['frame_id']}).",
                    {"by_verdict": {rows[0]["verdict"]: 1}})
@@ -656,7 +678,8 @@ class LogWriter:
         # Everything above the checkpoint is in the journal: queued, in the batch that
         # could not commit, spooled, or counted.
         self._n["deferred"] = left
-        by_verdict = collections.Counter(i.row["verdict"] for i in items)
+        by_verdict = collections.Counter(i.row["verdict"] for i in items
+                                         if not isinstance(i.row, AuditRow))
         self._emit("deferred", "warning",
                    f"{left} verdicts could not be written to the database before the log "
                    f"closed; they are kept in the journal ({self._journal.folder}) and "
