@@ -1,4 +1,4 @@
-"""Entry of the desktop app: `python main.py [--quit-after SECONDS] [--data-dir DIR]`."""
+"""Entry of the desktop app: `python main.py [--quit-after SECONDS] [--data-dir DIR] [--fullscreen]`."""
 from __future__ import annotations
 
 import argparse
@@ -29,6 +29,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--backend", default="auto",
                    help="scoring backend: auto (fastest validated), eager, or one of engine.scoring.BACKENDS")
     p.add_argument("--no-autostart", action="store_true", help="do not start the camera at launch")
+    p.add_argument("--fullscreen", action="store_true",
+                   help="full screen, for a line PC's kiosk (packaging/linux/inspect-line.service)")
+    from engine.version import version_text
+    p.add_argument("--version", action="version", version=version_text())
     return p.parse_args(argv)
 
 
@@ -57,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
     data_dir = args.data_dir or default_data_dir()
     setup_logging(data_dir)
+    from engine import syslibs
+    missing = syslibs.check()    # before Qt: its own words would only be "could not load xcb"
+    if missing and not os.environ.get("INSPECT_LINE_SKIP_LIBCHECK"):
+        print(missing, file=sys.stderr)
+        logging.getLogger("inspect.app").error("%s", missing)
+        return 1
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -85,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         errors.report("Start-up", exc)
         QMessageBox.critical(None, "The inspection app cannot start", plain_words(exc))
         return 1
-    window.show()
+    window.showFullScreen() if args.fullscreen else window.show()
     window.start_up(autostart=not args.no_autostart)
     if args.quit_after is not None:
         QTimer.singleShot(int(args.quit_after * 1000), window.close)

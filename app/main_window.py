@@ -23,7 +23,8 @@ class MainWindow(QMainWindow):
     def __init__(self, services: Services):
         super().__init__()
         self.services = services
-        self.setWindowTitle("Inspection — inspect-line")
+        from engine.version import version_text
+        self.setWindowTitle(f"Inspection — {version_text()}")
         self.resize(1280, 800)
         self._closing = False
         self._error_box: QMessageBox | None = None
@@ -42,6 +43,8 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.tabs)
         self.tabs.currentChanged.connect(self._tab_changed)
         self._build_toolbar()
+        from app.login import install_access     # roles: login, Audit and Users pages, gate
+        self.access_controls = install_access(self)
         self.status_label = QLabel("")
         self.statusBar().addPermanentWidget(self.status_label)
 
@@ -81,6 +84,19 @@ class MainWindow(QMainWindow):
             act.setToolTip(f"{text} ({key})")
             act.triggered.connect(lambda _=False, lb=label: self.mark(lb))
             tb.addAction(act)
+        tb.addSeparator()
+        self.about_action = QAction("About", self)
+        self.about_action.setToolTip("Version, build and data folder")
+        self.about_action.triggered.connect(self.show_about)
+        tb.addAction(self.about_action)
+
+    def about_text(self) -> str:
+        from engine.version import version_text
+        return (f"{version_text()}\n\nData folder (settings, models, log): "
+                f"{self.services.data_dir}\nApp log: {self.services.data_dir / 'logs' / 'app.log'}")
+
+    def show_about(self) -> None:
+        QMessageBox.about(self, "About the inspection app", self.about_text())
 
     def _refresh_products(self, *_):
         s = self.services.settings

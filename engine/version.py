@@ -33,3 +33,36 @@ def _read_version() -> str:
 
 
 APP_VERSION: str = _read_version()
+
+
+# -- build: which source the running app was made from ---------------------------------------
+# `make dist` (packaging/linux/build.sh) writes `git describe` of the commit it packs into
+# engine/_build.txt inside the packed copy only; a checkout asks git itself.
+_BUILD_FILE = Path(__file__).resolve().parent / "_build.txt"
+
+
+def _read_build() -> str:
+    try:
+        text = _BUILD_FILE.read_text(encoding="utf-8").strip()
+        if text:
+            return text
+    except OSError:
+        pass
+    root = _PYPROJECT.parent
+    if not (root / ".git").exists():
+        return "unknown"
+    import subprocess
+    try:
+        out = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty", "--tags"],
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+BUILD: str = _read_build()
+
+
+def version_text() -> str:
+    """`inspect-line 0.1.0 (build 1a2b3c4)`: what --version, the title bar and About say."""
+    return f"{DISTRIBUTION} {APP_VERSION} (build {BUILD})"
