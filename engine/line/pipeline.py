@@ -58,6 +58,10 @@ class Pipeline:
         # that the log would not record: the camera runs on (Learn), judging stops.
         self.log_guard = log_guard
         self.halted = ""
+        # engine.line.trigger.TriggerGate: which frames are parts, with their ids (None:
+        # every frame, no id); engine.outputs.LineOutputs: the PLC's view of each verdict.
+        self.trigger = None
+        self.outputs = None
         self.overlay_on = True
         self.opacity = 0.5
         self._spec: ModelSpec | None = None
@@ -213,7 +217,7 @@ class Pipeline:
                     if frame is None:
                         continue
                     self._feed_capture(frame)
-                    self._handle(frame)
+                    self._part(frame)
                 except Exception as exc:       # noqa: BLE001 - one bad frame must not stop the line
                     self.on_error("Scoring", exc)
                     time.sleep(0.2)            # a persistent fault must not flood the log
@@ -277,6 +281,20 @@ class Pipeline:
         if cap.done is not None:
             cap.done(list(cap.frames))
 
+    def _part(self, frame: Frame) -> None:
+        """The trigger gate says whether the frame is a part and tags it with its id."""
+        gate = self.trigger
+        if gate is None:
+            self._handle(frame)
+            return
+        frame = gate.take(frame)
+        if frame is None:                      # PLC trigger mode and no trigger pending
+            return
+        try:
+            self._handle(frame)
+        finally:
+            gate.done(frame.part_id)
+
     def _handle(self, frame: Frame) -> None:
         scorer, spec = self._scorer, self._spec
         product = spec.product if spec else ""
@@ -284,10 +302,13 @@ class Pipeline:
         halted = self._halt_reason() if scorer is not None else ""
         if scorer is not None and not halted:
             verdict, shown, logged = self._judge(frame, scorer, product)
-        self.on_result(LiveResult(frame=frame, verdict=verdict, shown=shown, product=product,
-                                  camera_fps=self._camera_rate(),
-                                  parts=self.parts, fails=self.fails, reviews=self.reviews,
-                                  logged=logged, halted=halted))
+        result = LiveResult(frame=frame, verdict=verdict, shown=shown, product=product,
+                            camera_fps=self._camera_rate(),
+                            parts=self.parts, fails=self.fails, reviews=self.reviews,
+                            logged=logged, halted=halted)
+        if self.outputs is not None:           # the PLC first: it waits for the verdict
+            self.outputs.on_live(result)
+        self.on_result(result)
 
     def _halt_reason(self) -> str:
         """Asked before each part; said once when judging stops, logged when it resumes."""
@@ -308,7 +329,7 @@ class Pipeline:
         decision = decide(score, threshold, review)
         verdict = Verdict(frame_id=frame.id, score=score, decision=decision,
                           threshold=threshold, anomaly_map=amap, model_id=scorer.model_id,
-                          latency_ms=result.latency_ms)
+                          latency_ms=result.latency_ms, part_id=frame.part_id)
         self.parts += 1
         self.fails += decision == Decision.FAIL
         self.reviews += decision == Decision.REVIEW
@@ -331,4 +352,5 @@ class Pipeline:
             return False
         from engine.log import InspectionRecord
         return bool(self.log_submit(InspectionRecord.from_frame(
-            frame, verdict, station=self.station, product=product, overlay=ov)))
+            frame, verdict, station=self.station, product=product, overlay=ov,
+            part_id=frame.part_id)))
