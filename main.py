@@ -18,6 +18,7 @@ COMMANDS = {
     "distill-teacher": ("engine.distill:main", "distill the ImageNet teacher PDN from a backbone"),
     "cameras": ("engine.camera.cli:cameras_main", "list GenTL producers, devices and sources"),
     "grab": ("engine.camera.cli:grab_main", "save frames from a source"),
+    "audit": ("app.audit_view:audit_main", "print the audit trail: who changed what, when (--since DAY)"),
     "bench": (None, "benchmarks: score, camera, log, gui, pipeline"),
 }
 # bench target -> "module:function"

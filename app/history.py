@@ -361,7 +361,7 @@ class HistoryScreen(QWidget):
         who, note = self.services.settings.operator_name(), self.note.text().strip() or None
 
         def work():
-            if not lg.set_label(r.id, label, note, who=who):
+            if not self.services.set_label(r.id, label, note):    # role check + audit
                 raise InspectError(f"Inspection {r.id} is no longer in the log.")
             return lg.get(r.id)
 

@@ -358,7 +358,7 @@ class LiveScreen(QWidget):
             flt = InspectionFilter(start=wall - 0.01, end=wall + 0.01, cameras=(source,))
             for row in lg.page(flt, limit=20).rows:
                 if row.frame_id == frame_id:
-                    lg.set_label(row.id, label, who=who)
+                    self.services.set_label(row.id, label)     # role check + audit
                     return row.id
             raise LookupError("the latest defect is not in the log yet")
 

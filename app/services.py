@@ -12,6 +12,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from app.tasks import ErrorHandler, Relay, Tasks, plain_words
+from engine.audit import AuditTrail, settings_changes
 from engine.errors import InspectError
 from engine.line import CameraFeed, ModelSpec, ModelStatus, Pipeline
 from engine.settings import (ProductSettings, Settings, keep_aside, load_settings_repaired,
@@ -46,6 +47,7 @@ class Services(QObject):
         # Said before any window listens: the main window shows these once it is up.
         self.startup_messages: list[str] = []
         self.settings: Settings = self._load_settings()
+        self._setup_access()
         # Relays carry values from worker threads to the GUI thread (see tasks.Relay).
         self._result_relay = Relay(self.live_result.emit, self)
         self._model_relay = Relay(self.model_changed.emit, self)
@@ -81,6 +83,42 @@ class Services(QObject):
             except (OSError, InspectError) as exc:
                 self._tell(exc)
         return settings
+
+    def _setup_access(self) -> None:
+        """Roles (engine/users.py, users.json beside settings.json) and the audit trail
+        (engine/audit.py): every change applied here is checked against the role and
+        recorded with who, when, old -> new."""
+        from engine.users import Access, UserStore
+        self.users_path = self.data_dir / "users.json"
+        store = UserStore.load(self.users_path)
+        if store.problem:
+            self._tell(store.problem)
+        self.audit = AuditTrail(lambda: self.access.actor,
+                                on_error=lambda m: self.errors.report("Audit trail", m, serious=False))
+        self.access = Access(store, default_name=lambda: self.settings.operator_name(),
+                             on_change=lambda who, kind, target, old, new, detail:
+                             self.audit.record(kind, target, old, new, detail, actor=who))
+
+    def require(self, action: str) -> None:
+        """The engine-side check behind every disabled button: NotAllowed, one sentence."""
+        self.access.require(action)
+
+    def set_label(self, inspection_id: int, label: str | None, note: str | None = None) -> bool:
+        """Mark a logged part (any thread; the screens call it on a worker): checked
+        against the role, recorded in the audit trail with the label before and after."""
+        self.access.require("label")
+        lg = self.log
+        if lg is None:
+            raise InspectError("The inspection log is not open: nothing can be marked.")
+        before = lg.get(inspection_id)
+        who = self.access.actor
+        if before is None or not lg.set_label(inspection_id, label, note, who=who.name):
+            return False
+        old = before.label.value if before.label else None
+        if old != label or (before.note or None) != (note or None):
+            self.audit.record("label", f"inspection {inspection_id}", old, label,
+                              detail=note or "", actor=who)
+        return True
 
     def _keep_settings_aside(self, started: str) -> bool:
         try:
@@ -124,15 +162,21 @@ class Services(QObject):
                          on_db_failure=self.settings.storage.when_log_fails)
 
     # ---- settings ----------------------------------------------------------------------
-    def save(self, new: Settings) -> None:
-        """Validate and save; apply what changed (camera restarts, product switches model)."""
+    def save(self, new: Settings, detail: str = "") -> None:
+        """Validate and save; apply what changed (camera restarts, product switches model).
+        Each change must be allowed to the role in force (NotAllowed otherwise, nothing
+        saved) and is recorded once in the audit trail (`detail`: why, if said)."""
         old = self.settings
+        changes = settings_changes(old, new)
+        for action in dict.fromkeys(c.action for c in changes):
+            self.access.require(action)
         if new.storage != old.storage:                   # the URL with its pictures folder
             from engine.log.database import check_place
             new.validate()
             check_place(self.log_location(new), self.pictures_dir(new))
         save_settings(new, self.settings_path)          # raises InspectError if invalid
         self.settings = new
+        self.audit.record_changes(changes, detail)
         self.pipeline.station = new.station
         if new.camera != old.camera:
             self.set_camera(new)
@@ -208,6 +252,7 @@ class Services(QObject):
                 self.pipeline.log_submit = lg.submit
             if lg.abrupt_stop:
                 self.errors.report("Inspection log", lg.abrupt_stop, serious=False)
+            self.audit.attach(lg)            # changes made before it opened are written now
             self.log_ready.emit(lg)
             self._start_if_asked()
 
@@ -268,6 +313,7 @@ class Services(QObject):
         lg = self.log or self._opened_log
         self.pipeline.log_submit = None
         if lg is not None:
+            self.audit.flush()
             stats = lg.stop_writer(timeout=30)
             if stats is not None and stats.lost:
                 log.error("%d records were refused by the database", stats.lost)
