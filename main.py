@@ -18,8 +18,9 @@ COMMANDS = {
     "distill-teacher": ("engine.distill:main", "distill the ImageNet teacher PDN from a backbone"),
     "cameras": ("engine.camera.cli:cameras_main", "list GenTL producers, devices and sources"),
     "grab": ("engine.camera.cli:grab_main", "save frames from a source"),
+    "line": ("engine.line.runner:line_main", "run the line without a GUI: camera, scoring, log, OPC UA/Modbus/REST outputs"),
     "audit": ("app.audit_view:audit_main", "print the audit trail: who changed what, when (--since DAY)"),
-    "bench": (None, "benchmarks: score, camera, log, gui, pipeline"),
+    "bench": (None, "benchmarks: score, camera, log, gui, pipeline, line"),
 }
 # bench target -> "module:function"
 BENCHES = {
@@ -28,6 +29,7 @@ BENCHES = {
     "log": "engine.bench.log:main",
     "gui": "app.bench:main",                       # needs Qt: stays in app/
     "pipeline": "app.bench_pipeline:main",         # needs Qt: stays in app/
+    "line": "engine.bench.line:main",              # verdict -> OPC UA subscription / Modbus read
 }
 
 

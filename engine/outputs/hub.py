@@ -65,6 +65,7 @@ class LineOutputs:
         self._seq = 0
         self._state = LineState("ready")
         self._product_error = ""
+        self._model_error = ""
         self._halt = ""
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._timed_out: collections.deque = collections.deque(maxlen=100)
@@ -79,6 +80,15 @@ class LineOutputs:
         self.pipeline = pipeline
         pipeline.trigger = self.gate
         pipeline.outputs = self
+        # No part is triggered before the model is there: Error until it is loaded.
+        self._model_error = "the model is loading"
+        self._state = LineState("error", self._model_error)
+        told = pipeline.on_model
+
+        def on_model(status) -> None:          # on the scoring / loader thread
+            self.loop.call(self._enqueue, ("model", status))
+            told(status)
+        pipeline.on_model = on_model
 
     def start(self) -> None:
         """Open every output on the outputs' thread; a port in use is said (on_error) and
@@ -177,6 +187,11 @@ class LineOutputs:
             if arg != self._halt:
                 self._halt = arg
                 await self._set_state()
+        elif kind == "model":
+            st = arg
+            self._model_error = "" if st.has_model else (
+                st.error or f"no model for product {st.product!r}: learn good parts first")
+            await self._set_state()
         elif kind == "state":
             await self._set_state()
         elif kind == "product":
@@ -245,7 +260,7 @@ class LineOutputs:
         s = self._state
         if product is not None:
             s = LineState(s.state, s.text, product, self.product_number(product))
-        error = self._product_error or self._halt
+        error = self._product_error or self._model_error or self._halt
         if error:
             s = LineState("error", error, s.product, s.product_number)
         else:
