@@ -83,6 +83,7 @@ class LineOutputs:
         # No part is triggered before the model is there: Error until it is loaded.
         self._model_error = "the model is loading"
         self._state = LineState("error", self._model_error)
+        self.loop.call(self._enqueue, ("state", None))     # outputs open already: say it
         told = pipeline.on_model
 
         def on_model(status) -> None:          # on the scoring / loader thread
@@ -193,7 +194,7 @@ class LineOutputs:
                 st.error or f"no model for product {st.product!r}: learn good parts first")
             await self._set_state()
         elif kind == "state":
-            await self._set_state()
+            await self._set_state(force=True)
         elif kind == "product":
             self._product_error = ""
             await self._set_state(product=arg)
@@ -256,7 +257,8 @@ class LineOutputs:
         submit(InspectionRecord(verdict=v, wall_time=r.wall_time, station=p.station,
                                 camera="", product=r.product, part_id=r.part_id))
 
-    async def _set_state(self, state: str | None = None, product: str | None = None) -> None:
+    async def _set_state(self, state: str | None = None, product: str | None = None,
+                         force: bool = False) -> None:
         s = self._state
         if product is not None:
             s = LineState(s.state, s.text, product, self.product_number(product))
@@ -266,7 +268,7 @@ class LineOutputs:
         else:
             busy = state == "busy" or (state is None and self.gate.armed)
             s = LineState("busy" if busy else "ready", "", s.product, s.product_number)
-        if s == self._state and product is None:
+        if s == self._state and product is None and not force:
             return
         self._state = s
         for out in self._running():
