@@ -66,7 +66,9 @@ class _Users:
 
     def get_user(self, iserver, username=None, password=None, certificate=None):
         from asyncua.crypto.permission_rules import User, UserRole
-        if username and username == self.user and password == self.password:
+        import hmac
+        if (username and hmac.compare_digest(str(username).encode(), self.user.encode())
+                and hmac.compare_digest(str(password or "").encode(), self.password.encode())):
             return User(role=UserRole.User, name=username)
         return None
 
