@@ -10,23 +10,24 @@ from datetime import datetime
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, QTimer
 from PySide6.QtGui import QColor, QPixmap
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout,
                                QHeaderView, QLabel, QLineEdit, QPushButton, QSplitter,
                                QTableView, QVBoxLayout, QWidget)
 
-from app.widgets import ZoomView, to_pixmap
+from app.widgets import LABEL_WORDS, ZoomView, label_button_text, label_words, to_pixmap
 from engine.errors import InspectError
 
 PAGE = 50
+AUTO_REFRESH_MS = 1000            # how soon a new FAIL appears on the first page
 THUMB = 56
 TIME_RANGES = (("last hour", 3600), ("last 8 hours", 8 * 3600), ("last 24 hours", 86400),
                ("last 7 days", 7 * 86400), ("all time", None))
 VERDICTS = (("FAIL and REVIEW", ("FAIL", "REVIEW")), ("FAIL", ("FAIL",)), ("REVIEW", ("REVIEW",)),
             ("PASS", ("PASS",)), ("all verdicts", ()))
 LABELS = (("any label", ()), ("not labelled", ("unlabeled",)),
-          ("confirmed defect", ("confirmed_defect",)), ("false reject", ("false_reject",)))
+          *((words, (value,)) for value, words in LABEL_WORDS.items()))
 SORTS = (("newest first", "time", True), ("oldest first", "time", False),
          ("highest score", "score", True), ("lowest score", "score", False))
 COLUMNS = ("", "time (local)", "product", "score", "verdict", "label")
@@ -103,7 +104,7 @@ class RowsModel(QAbstractTableModel):
         if col == 4:
             return r.verdict.value
         if col == 5:
-            return (r.label.value.replace("_", " ") if r.label else "") + (f" — {r.note}" if r.note else "")
+            return label_words(r.label) + (f" — {r.note}" if r.note else "")
         return None
 
 
@@ -120,6 +121,13 @@ class HistoryScreen(QWidget):
         self._request = 0                 # number of the newest page query
         self._build()
         services.log_ready.connect(lambda lg: self.refresh() if lg is not None else None)
+        # A new FAIL/REVIEW shows without Refresh: the result relay flags it, a timer
+        # reloads the first page on a worker (the GUI thread never waits on the log).
+        self._new_defect = False
+        services.live_result.connect(self._on_live_result)
+        self._auto = QTimer(self)
+        self._auto.timeout.connect(self._auto_refresh)
+        self._auto.start(AUTO_REFRESH_MS)
 
     def _build(self) -> None:
         self.time_box = QComboBox()
@@ -154,8 +162,19 @@ class HistoryScreen(QWidget):
         rows.addLayout(row2)
         filters.addLayout(rows, 1)
         refresh = QPushButton("Refresh")
+        refresh.setToolTip("A new FAIL or REVIEW appears by itself on the first page")
         refresh.clicked.connect(self.refresh)
         filters.addWidget(refresh)
+        self.export_csv_button = QPushButton("Export CSV…")
+        self.export_zip_button = QPushButton("Export ZIP…")
+        self.export_csv_button.setToolTip("The rows of the current filter")
+        self.export_zip_button.setToolTip("The rows of the current filter with their pictures")
+        self.export_csv_button.clicked.connect(lambda: self.export("csv"))
+        self.export_zip_button.clicked.connect(lambda: self.export("zip"))
+        # Beside the filters, not under the table: a narrow table pane never cuts them off.
+        for b in (self.export_csv_button, self.export_zip_button):
+            b.setMinimumWidth(b.sizeHint().width())
+            filters.addWidget(b)
 
         self.table = QTableView()
         self.table.setModel(self.model)
@@ -174,18 +193,10 @@ class HistoryScreen(QWidget):
         self.prev_button.clicked.connect(self.previous_page)
         self.next_button.clicked.connect(self.next_page)
         self.count_label = QLabel("")
-        self.export_csv_button = QPushButton("Export CSV…")
-        self.export_zip_button = QPushButton("Export ZIP with pictures…")
-        self.export_csv_button.clicked.connect(lambda: self.export("csv"))
-        self.export_zip_button.clicked.connect(lambda: self.export("zip"))
-        self.export_zip_button.setText("Export ZIP…")
-        self.export_zip_button.setToolTip("The rows of the current filter with their pictures")
         pager = QHBoxLayout()
         for w in (self.prev_button, self.next_button, self.count_label):
             pager.addWidget(w)
         pager.addStretch(1)
-        pager.addWidget(self.export_csv_button)
-        pager.addWidget(self.export_zip_button)
 
         left = QWidget()
         lv = QVBoxLayout(left)
@@ -202,9 +213,10 @@ class HistoryScreen(QWidget):
         self.show_overlay.toggled.connect(lambda _c: self._load_detail_picture())
         self.note = QLineEdit()
         self.note.setPlaceholderText("note (optional)")
-        self.mark_defect = QPushButton("Defect (Ctrl+D)")
-        self.mark_false = QPushButton("False reject (Ctrl+R)")
-        self.mark_defect.setToolTip("Mark as a confirmed defect (Ctrl+D)")
+        self.mark_defect = QPushButton(label_button_text("confirmed_defect"))
+        self.mark_false = QPushButton(label_button_text("false_reject"))
+        self.mark_defect.setToolTip("Mark the selected part as confirmed defect")
+        self.mark_false.setToolTip("Mark the selected part as false reject")
         self.mark_clear = QPushButton("Clear label")
         self.mark_defect.clicked.connect(lambda: self.mark_selected("confirmed_defect"))
         self.mark_false.clicked.connect(lambda: self.mark_selected("false_reject"))
@@ -260,6 +272,16 @@ class HistoryScreen(QWidget):
         self.cursor_after, self.history, self.page_number = None, [], 1
         self._load_page()
 
+    def _on_live_result(self, r) -> None:
+        if r.verdict is not None and r.logged and r.verdict.decision.value != "PASS":
+            self._new_defect = True
+
+    def _auto_refresh(self) -> None:
+        """On the first page only: someone reading older pages is not moved."""
+        if self._new_defect and self.isVisible() and self.cursor_after is None:
+            self._new_defect = False
+            self._load_page(flush=True)
+
     def next_page(self) -> None:
         if self.next_cursor is not None:
             self.history.append(self.cursor_after)
@@ -273,7 +295,7 @@ class HistoryScreen(QWidget):
             self.page_number -= 1
             self._load_page()
 
-    def _load_page(self) -> None:
+    def _load_page(self, flush: bool = False) -> None:
         lg = self.services.log
         if lg is None:
             self.count_label.setText("The inspection log is not open.")
@@ -282,6 +304,8 @@ class HistoryScreen(QWidget):
         flt, (key, desc), after = self.current_filter(), self._sort(), self.cursor_after
 
         def query():
+            if flush and lg.writer is not None:     # the new verdict committed first
+                lg.writer.flush(timeout=2)
             page = lg.page(flt, sort=SortKey(key), descending=desc, after=after, limit=PAGE)
             thumbs = {r.id: read_thumb(r.overlay_path or r.image_path) for r in page.rows}
             return request, page, thumbs, lg.count(flt)
@@ -321,7 +345,7 @@ class HistoryScreen(QWidget):
             self.zoom.set_rgb(None)
             return
         when = datetime.fromtimestamp(r.t_us / 1e6).strftime("%Y-%m-%d %H:%M:%S")
-        label = r.label.value.replace("_", " ") if r.label else "not labelled"
+        label = label_words(r.label) or "not labelled"
         by = f" by {r.labeled_by}" if r.labeled_by else ""
         self.detail_title.setText(f"<b>{r.verdict.value}</b> score {r.score:.4f} (threshold "
                                   f"{r.threshold:.4f}) · {r.product} · {when} · {r.camera} · "
@@ -358,7 +382,7 @@ class HistoryScreen(QWidget):
         if lg is None or r is None:
             self.services.errors.report("Marking", "Select a row in the history first.", serious=False)
             return
-        who, note = self.services.settings.operator_name(), self.note.text().strip() or None
+        note = self.note.text().strip() or None
 
         def work():
             if not self.services.set_label(r.id, label, note):    # role check + audit

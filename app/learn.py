@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog
                                QListWidgetItem, QProgressBar, QPushButton, QSpinBox,
                                QVBoxLayout, QWidget)
 
+from app.roi_editor import RoiEditor
 from app.tasks import Relay
 from app.widgets import histogram, score_edges, to_pixmap
 from engine.errors import InspectError
@@ -107,9 +108,7 @@ class LearnScreen(QWidget):
         self.target_frr.setSingleStep(0.5)
         self.target_frr.setDecimals(1)
         self.target_frr.setSuffix(" % of good parts")
-        self.layout_preview = QLabel()
-        self.layout_preview.setMinimumSize(280, 210)
-        self.layout_preview.setAlignment(Qt.AlignCenter)
+        self.layout_preview = RoiEditor(self.roi, self.polygon)   # drag the region on it
         self.layout_text = QLabel("")
         self.layout_text.setWordWrap(True)
         form = QFormLayout()
@@ -143,8 +142,8 @@ class LearnScreen(QWidget):
         row.addWidget(self.progress, 1)
         v = QVBoxLayout(step2)
         v.addLayout(looks)
-        v.addWidget(self.layout_text)
-        v.addWidget(self.plan)
+        form.addRow(self.layout_text)         # the sentences beside the picture, never under it
+        form.addRow(self.plan)
         v.addLayout(row)
         v.addWidget(self.progress_text)
 
@@ -243,7 +242,7 @@ class LearnScreen(QWidget):
             from engine.layout import Layout, describe, draw_layout
             layout = Layout.of(cfg, images[0].shape[:2])
             text = describe(layout)
-            self.layout_preview.setPixmap(to_pixmap(draw_layout(images[0], layout), 280))
+            self.layout_preview.set_picture(draw_layout(images[0], layout))
         except InspectError as exc:
             self.layout_text.setStyleSheet("color:#b00020;")
             self.layout_text.setText(str(exc))
@@ -484,9 +483,16 @@ class LearnScreen(QWidget):
 def learn_result_text(meta: ModelMeta) -> str:
     """What the engineer reads under the histogram: the threshold, the false-reject rate it
     aims at and how sure that is, and what the synthetic defects say it catches."""
+    from engine.calibration import FEW_GOOD
     scores = np.asarray(meta.holdout_scores, dtype=np.float64)
-    text = (f"Proposed threshold {meta.threshold:.4f} (red line); held-out good parts "
-            f"(blue) scored {scores.min():.4f} to {scores.max():.4f}. ")
+    n = scores.size
+    text = f"Proposed threshold {meta.threshold:.4f} (red line); "
+    if n == 0:
+        text += "no held-out good parts: nothing checked the threshold — learn from more parts. "
+    else:                                # few parts: the figures below say little
+        text += (f"{n} held-out good parts (blue) scored {scores.min():.4f} to "
+                 f"{scores.max():.4f}" + (f" — only {n}: too few for these figures to mean "
+                                          "much" if n < FEW_GOOD else "") + ". ")
     from engine.card import expectations
     text += "".join(sentence + " " for sentence in expectations(meta))
     if meta.synthetic is not None:

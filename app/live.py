@@ -15,7 +15,7 @@ from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QGridLayout, QHBoxLayout, QLabel,
                                QPushButton, QSlider, QSplitter, QVBoxLayout, QWidget)
 
-from app.widgets import PictureView
+from app.widgets import PictureView, label_words
 from engine.camera.kinds import LABELS
 from engine.settings import SOURCE_KINDS
 from engine.types import Decision
@@ -26,8 +26,23 @@ VERDICT_STYLE = {
     "REVIEW": "background:#f9a825; color:black;",
     "NONE": "background:#555; color:#ddd;",
     "STOPPED": "background:#c62828; color:white;",
+    "NEAR": "background:#1b7f3b; color:white; border:10px solid #f9a825;",   # a near-miss PASS
 }
 RECENT = 300          # scores kept for the plot and the Threshold screen
+NEAR_MISS = 0.9       # a PASS scoring at least this share of the threshold is a near miss
+# Read from two metres: the score's digits ~12 mm, the threshold's ~8 mm tall at 96 dpi.
+SCORE_PX, THRESHOLD_PX = 46, 32
+
+
+def near_miss(score: float, threshold: float, decision: Decision) -> bool:
+    """A PASS within 10% of the fail threshold: the part passed, but only just."""
+    return (decision == Decision.PASS and np.isfinite(score) and np.isfinite(threshold)
+            and threshold > 0 and score >= NEAR_MISS * threshold)
+
+
+def score_html(score: float, threshold: float) -> str:
+    return (f"<div style='font-size:{SCORE_PX}px; font-weight:bold'>{score:.3f}</div>"
+            f"<div style='font-size:{THRESHOLD_PX}px'>threshold {threshold:.3f}</div>")
 
 
 def _nice_ceiling(v: float) -> float:
@@ -83,8 +98,16 @@ class LiveScreen(QWidget):
         self.verdict.setMinimumHeight(120)
         self._set_verdict("NONE", "—")
         self.score_label = QLabel("score —")
+        self.score_label.setObjectName("score")
         self.score_label.setAlignment(Qt.AlignCenter)
+        self.score_label.setWordWrap(True)
         self.score_label.setStyleSheet("font-size:18px;")
+        self.near_miss_label = QLabel("")
+        self.near_miss_label.setObjectName("near-miss")
+        self.near_miss_label.setAlignment(Qt.AlignCenter)
+        self.near_miss_label.setStyleSheet("background:#f9a825; color:black; font-size:24px; "
+                                           "font-weight:bold; padding:4px;")
+        self.near_miss_label.hide()
 
         big = "font-size:18px;"
         self.counter_labels = {}
@@ -125,6 +148,7 @@ class LiveScreen(QWidget):
         side = QVBoxLayout()
         side.addWidget(self.verdict)
         side.addWidget(self.score_label)
+        side.addWidget(self.near_miss_label)
         side.addLayout(grid)
         side.addWidget(reset)
         side.addSpacing(12)
@@ -197,6 +221,7 @@ class LiveScreen(QWidget):
             return
         self.picture.set_rgb(r.shown)
         c = self.counter_labels
+        near = False
         if r.halted:
             self._set_verdict("STOPPED", "STOPPED")
             self.score_label.setText("not judging: the log cannot record verdicts")
@@ -204,10 +229,17 @@ class LiveScreen(QWidget):
             self._set_verdict("NONE", "NO MODEL")
             self.score_label.setText("no model for this product")
         else:
-            d = r.verdict.decision.value
-            self._set_verdict(d, d)
-            self.score_label.setText(f"score {r.verdict.score:.3f}\nthreshold {r.verdict.threshold:.3f}")
+            v = r.verdict
+            d = v.decision.value
+            near = near_miss(v.score, v.threshold, v.decision)
+            self._set_verdict("NEAR" if near else d, d)
+            self.score_label.setText(score_html(v.score, v.threshold))
+            if near:
+                self.near_miss_label.setText(f"NEAR MISS — {100 * v.score / v.threshold:.0f}% "
+                                             "of the threshold")
             c["latency"].setText(f"{r.verdict.latency_ms:.0f} ms")
+        if self.near_miss_label.isHidden() == near:
+            self.near_miss_label.setVisible(near)
         c["parts"].setText(f"{r.parts:,}")
         c["fails"].setText(f"{r.fails:,}")
         c["reviews"].setText(f"{r.reviews:,}")
@@ -243,7 +275,8 @@ class LiveScreen(QWidget):
             self.plot.setYRange(min(0.0, float(y.min())), top, padding=0)
 
     def _set_verdict(self, style: str, text: str) -> None:
-        if self.verdict.text() != text:
+        if (self.verdict.text(), getattr(self, "_verdict_style", None)) != (text, style):
+            self._verdict_style = style
             self.verdict.setText(text)
             # PASS / FAIL as big as the panel allows; longer words a little smaller to fit
             size = 64 if len(text) <= 4 else 44 if len(text) <= 6 else 30
@@ -349,7 +382,7 @@ class LiveScreen(QWidget):
             self.services.errors.report("Marking", "There is no logged defect to mark yet.", serious=False)
             return
         wall, frame_id, source = last
-        who = self.services.settings.operator_name()
+        who = self.services.access.actor.name
 
         def find_and_label():
             from engine.log import InspectionFilter
@@ -365,7 +398,7 @@ class LiveScreen(QWidget):
         self.services.tasks.call(
             "Marking", find_and_label,
             on_done=lambda rid: self.window().statusBar().showMessage(
-                f"Inspection {rid} marked as {label.replace('_', ' ')} by {who}.", 5000))
+                f"Inspection {rid} marked as {label_words(label)} by {who}.", 5000))
 
     # ---- remembered layout ---------------------------------------------------------------
     def save_layout(self, q) -> None:

@@ -77,11 +77,12 @@ class MainWindow(QMainWindow):
         tb.addWidget(self.product_box)
         self._refresh_products()
         # Marking works on the History selection, or on the latest defect while on Live.
-        for text, key, label in (("Mark confirmed defect", "Ctrl+D", "confirmed_defect"),
-                                 ("Mark false reject", "Ctrl+R", "false_reject")):
-            act = QAction(text, self)
+        from app.widgets import LABEL_KEYS, LABEL_WORDS    # one name per label action
+        for label, words in LABEL_WORDS.items():
+            key = LABEL_KEYS[label]
+            act = QAction(words.capitalize(), self)
             act.setShortcut(QKeySequence(key))
-            act.setToolTip(f"{text} ({key})")
+            act.setToolTip(f"Mark as {words} ({key})")
             act.triggered.connect(lambda _=False, lb=label: self.mark(lb))
             tb.addAction(act)
         tb.addSeparator()

@@ -84,3 +84,21 @@ def score_edges(*arrays: np.ndarray, extra: tuple[float, ...] = (), bins: int = 
     hi = float(np.quantile(allv, 0.995)) * 1.15 if allv.size else 1.0
     hi = max(hi, max([x for x in extra if x is not None], default=0.0) * 1.3, 1e-3)
     return np.linspace(0.0, hi, bins + 1)
+
+
+# The one name of each label action, on every screen (toolbar, History, Live's messages).
+LABEL_WORDS = {"confirmed_defect": "confirmed defect", "false_reject": "false reject"}
+LABEL_KEYS = {"confirmed_defect": "Ctrl+D", "false_reject": "Ctrl+R"}
+
+
+def label_words(label) -> str:
+    """'confirmed defect' / 'false reject' for a Label, its value or None ('')."""
+    if label is None:
+        return ""
+    value = getattr(label, "value", label)
+    return LABEL_WORDS.get(value, str(value).replace("_", " "))
+
+
+def label_button_text(label: str) -> str:
+    """'Confirmed defect (Ctrl+D)': the same words on the toolbar and in History."""
+    return f"{LABEL_WORDS[label].capitalize()} ({LABEL_KEYS[label]})"

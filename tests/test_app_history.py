@@ -93,7 +93,7 @@ def test_learn_shows_and_uses_the_layout(qtbot, data_dir, tmp_path):
         learn.roi.setText("10, 10, 180, 100")
         assert "tiles of 64 px" in learn.layout_text.text()
         assert "region 180×100 of the 200×120 frame" in learn.layout_text.text()
-        assert learn.layout_preview.pixmap() is not None and not learn.layout_preview.pixmap().isNull()
+        assert learn.layout_preview.canvas.image is not None and not learn.layout_preview.canvas.image.isNull()
         learn.roi.setText("150, 10, 180, 100")                  # runs off the frame
         assert "does not fit inside" in learn.layout_text.text()
         learn.roi.setText("10, 10, 180")
