@@ -48,6 +48,8 @@ class LearnScreen(QWidget):
         self.images: list[np.ndarray] = []     # captured / imported good images (RGB uint8)
         self.job = None
         self.result: LearnedModel | None = None     # the last trained model, not saved yet
+        self._trained_images: list[np.ndarray] = []  # what it learned from, and who trained it
+        self._trainer = ""
         self._t0 = 0.0
         self._capture_relay = Relay(self._captured, self)
         self._last: tuple | None = None
@@ -173,6 +175,12 @@ class LearnScreen(QWidget):
         row.addWidget(self.product_name)
         row.addWidget(self.save_button)
         row.addStretch(1)
+        # Relearn from labels (app/versions.py): good set + marked false rejects -> a new version
+        self.relearn_button = QPushButton("Relearn from labels…")
+        self.relearn_button.setToolTip("Train a new version of the product's model from its good "
+                                       "set and every part marked as false reject, then compare")
+        self.relearn_button.clicked.connect(self.relearn)
+        row.addWidget(self.relearn_button)
         v = QVBoxLayout(step3)
         v.addWidget(self.hist, 1)
         v.addWidget(self.result_text)
@@ -362,6 +370,9 @@ class LearnScreen(QWidget):
             return LearnedModel(str(path), ModelMeta.from_dict(result.meta))
 
         self.result = None
+        self._trained_images = images            # kept with the version on Save (relearn)
+        from app.versions import who
+        self._trainer = who(self.services)
         self._last = None
         self._t0 = time.monotonic()
         self.progress.setValue(0)
@@ -432,6 +443,7 @@ class LearnScreen(QWidget):
             self.services.errors.report("Saving the model", exc)
             return
         result, lg = self.result, self.services.log
+        good, trained_by = self._trained_images, self._trainer
         m = result.meta
         final = self.services.models_dir / f"{safe_file_name(name)}-{m.model_id}.pt"
 
@@ -441,12 +453,8 @@ class LearnScreen(QWidget):
             card = card_path(result.path)
             if card.is_file():
                 card.replace(card_path(final))
-            if lg is not None:
-                from engine.log import ModelInfo
-                lg.register_model(ModelInfo(m.model_id, f"{name} {m.created_utc}", name,
-                                            str(final), m.threshold,
-                                            {"holdout_false_reject_rate": m.holdout_false_reject_rate,
-                                             "steps": m.steps, "n_train": m.n_train}))
+            from engine.versions import register_learned    # a version, its good set kept
+            register_learned(lg, final, m, name, trained_by, good)
             return str(final)
 
         def done(path: str) -> None:
@@ -461,6 +469,10 @@ class LearnScreen(QWidget):
             self.saved.emit(name)
 
         self.services.tasks.call("Saving the model", move_and_register, on_done=done)
+
+    def relearn(self) -> None:
+        from app.versions import open_relearn
+        self.relearn_dialog = open_relearn(self.services, self)
 
     def _update_buttons(self) -> None:
         self._show_layout()

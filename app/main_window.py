@@ -45,6 +45,8 @@ class MainWindow(QMainWindow):
         self._build_toolbar()
         from app.login import install_access     # roles: login, Audit and Users pages, gate
         self.access_controls = install_access(self)
+        from app.versions import install_versions  # model versions tab, History's link to it
+        self.versions_screen = install_versions(self)
         self.status_label = QLabel("")
         self.statusBar().addPermanentWidget(self.status_label)
 

@@ -100,3 +100,33 @@ def propose(good, defects, target_frr: float) -> Proposal | None:
     misses = int(np.sum(d < t))
     return Proposal(float(t), float(target_frr), false_rejects, misses, int(g.size), int(d.size),
                     met and false_rejects <= target_frr * g.size + 1e-9)
+
+
+@dataclass(frozen=True, eq=False)
+class KnownScores:
+    """What the log knows of one version's scores on the product's parts."""
+    good: np.ndarray              # unlabelled PASS parts and marked false rejects (good parts)
+    defects: np.ndarray           # confirmed defects
+    false_rejects: int            # of `good`, marked false rejects
+    other_versions: int           # confirmed defects judged by another version (not comparable)
+
+
+def scores_from_log(log, product: str, model_id: str, limit: int = 20000) -> KnownScores:
+    """The scores `model_id` gave the product's parts (oldest first, up to `limit` of each).
+    Scores of other versions are on another scale and are only counted."""
+    from engine.log import UNLABELED, InspectionFilter
+
+    def scores(**kw) -> list[float]:
+        out = []
+        for row in log.iter_rows(InspectionFilter(products=(product,), model_ids=(model_id,), **kw)):
+            out.append(float(row.score))
+            if len(out) >= limit:
+                break
+        return out
+    passed = scores(verdicts=("PASS",), labels=(UNLABELED,))
+    false_rejects = scores(labels=("false_reject",))
+    defects = scores(labels=("confirmed_defect",))
+    every = log.count(InspectionFilter(products=(product,), labels=("confirmed_defect",)))
+    return KnownScores(np.asarray(passed + false_rejects, dtype=np.float64),
+                       np.asarray(defects, dtype=np.float64), len(false_rejects),
+                       max(0, every - len(defects)))

@@ -297,3 +297,18 @@ def dumps(v: ModelVersion) -> str:
                                     *_DETAIL_KEYS)}
     d["labels_used"] = list(v.labels_used)
     return json.dumps(d, sort_keys=True)
+
+
+def register_learned(log, path: str | Path, meta: ModelMeta, product: str, trained_by: str,
+                     good_images: list[np.ndarray] | None = None) -> ModelVersion:
+    """Learn's Save: keep the good pictures beside the model file (a later relearn starts
+    from exactly them) and register the version. Writes files: call on a worker."""
+    good = ""
+    if good_images:
+        folder = good_set_dir(path)
+        save_good_set(folder, good_images)
+        good = str(folder.resolve())
+    version = version_of(meta, Path(path).resolve(), product, trained_by, good_set=good)
+    if log is not None:
+        register(log, version)
+    return version
