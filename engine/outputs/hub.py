@@ -72,6 +72,7 @@ class LineOutputs:
         self._pulse: asyncio.TimerHandle | None = None
         self._opened = threading.Event()
         self.last: LineResult | None = None
+        self.recent: collections.deque = collections.deque(maxlen=200)   # for the REST API
         gate.on_taken = self._taken
 
     # ---- life (any thread; start/stop never wait on the network) -------------------------
@@ -210,6 +211,7 @@ class LineOutputs:
         self._seq += 1
         r = LineResult(self._seq, *[getattr(r, f) for f in _FIELDS[1:]])
         self.last = r
+        self.recent.append(r)
         if self._pulse is not None:
             self._pulse.cancel()
         for out in self._running():
