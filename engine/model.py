@@ -23,9 +23,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from engine.errors import InspectError
-from engine.vocabulary import MODEL_SIZES, spoken
+from engine.vocabulary import MODEL_KINDS, MODEL_SIZES, spoken
 
 CHECKPOINT_FORMAT = "inspect-line/efficientad"
+QUICK_FORMAT = "inspect-line/quick"     # the quick model's files (engine/quick.py); same layout
 CHECKPOINT_VERSION = 1
 TEACHER_CHANNELS = 384          # T's output channels; S has twice as many (ST half + AE half)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -47,6 +48,10 @@ class ModelConfig:
     roi: tuple[int, int, int, int] | None = None           # x, y, w, h in frame pixels
     roi_polygon: tuple[tuple[int, int], ...] | None = None  # optional, frame pixels
     frame_size: tuple[int, int] | None = None               # (H, W) the layout was made for
+    # "efficientad" (the paper's networks, trained) or "quick" (nearest neighbours on
+    # ImageNet features, built in one pass: engine/quick.py); `size` is EfficientAD's only.
+    kind: str = "efficientad"
+    bank_size: int = 10_000         # quick model: patches kept in its memory bank
 
     @property
     def uses_layout(self) -> bool:
@@ -55,6 +60,11 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.size not in MODEL_SIZES:
             raise InspectError(f"Model size must be {spoken(MODEL_SIZES, quoted=True)}, not {self.size!r}.")
+        if self.kind not in MODEL_KINDS:
+            raise InspectError(f"Model kind must be {spoken(MODEL_KINDS, quoted=True)}, not {self.kind!r}.")
+        if not _whole(self.bank_size, 16, 10_000_000):
+            raise InspectError(f"The memory bank size must be a whole number of patches from 16 "
+                               f"to 10,000,000, not {self.bank_size!r}.")
         if self.image_size < 64 or self.image_size % 32:
             raise InspectError(
                 f"Model input size must be a multiple of 32 and at least 64, not {self.image_size}.")
@@ -124,6 +134,8 @@ _CONFIG_CHECKS = {
     "roi_polygon": lambda v: v is None or (isinstance(v, (list, tuple)) and len(v) <= 10_000
                                            and all(_points(p, 2, 0) for p in v)),
     "frame_size": lambda v: v is None or _points(v, 2, 1),
+    "kind": lambda v: v in MODEL_KINDS,
+    "bank_size": lambda v: _whole(v, 16, 10_000_000),
 }
 
 
@@ -297,7 +309,7 @@ def save_checkpoint(model: EfficientAD, path: str | Path, meta: dict | None = No
     """Write atomically (temp name + rename) so a crash never leaves half a model file."""
     path = Path(path)
     ckpt = {
-        "format": CHECKPOINT_FORMAT,
+        "format": QUICK_FORMAT if model.config.kind == "quick" else CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "config": asdict(model.config),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -344,12 +356,12 @@ def _read_torch_file(path: str | Path, what: str = "Model file") -> object:
             f"{_shown(path)} is not a {what.lower()} this app can read ({why}). Use {use}.") from e
 
 
-def load_checkpoint(path: str | Path) -> tuple[EfficientAD, dict]:
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     """-> (model in eval mode on the CPU, meta). Every part of the file is checked before it
     is used: format, version, config, weights (shapes, and all of them finite numbers: a
     NaN weight would make every score NaN) and the threshold. Problems: one InspectError."""
     ckpt = _read_torch_file(path)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(ckpt, dict) or ckpt.get("format") not in (CHECKPOINT_FORMAT, QUICK_FORMAT):
         hint = ""
         if isinstance(ckpt, dict) and _looks_like_teacher(ckpt):
             hint = " It looks like a teacher file: pass it with --teacher when training."
@@ -364,7 +376,10 @@ def load_checkpoint(path: str | Path) -> tuple[EfficientAD, dict]:
             raise InspectError(f"its format version is {_short(version)}")
         if "config" not in ckpt:
             raise InspectError("it has no model settings (config)")
-        model = EfficientAD(ModelConfig.from_dict(ckpt["config"]))
+        config = ModelConfig.from_dict(ckpt["config"])
+        if (config.kind == "quick") != (ckpt["format"] == QUICK_FORMAT):
+            raise InspectError(f"its settings say {config.kind} but its format is {ckpt['format']}")
+        model = _empty_model(config, ckpt.get("state_dict"))
         _load_weights(model, ckpt.get("state_dict"))
         meta = _checked_meta(ckpt.get("meta", {}))
     except InspectError as e:
@@ -374,12 +389,24 @@ def load_checkpoint(path: str | Path) -> tuple[EfficientAD, dict]:
     return model, meta
 
 
-def _load_weights(model: EfficientAD, sd: object) -> None:
+def _empty_model(config: ModelConfig, sd: object) -> nn.Module:
+    """The networks a file's config asks for, weights still to load."""
+    if config.kind != "quick":
+        return EfficientAD(config)
+    from engine.quick import from_state
+    if not isinstance(sd, dict):
+        raise InspectError("it holds no weights")
+    return from_state(config, sd)
+
+
+def _load_weights(model: nn.Module, sd: object) -> None:
     if not isinstance(sd, dict) or not sd:
         raise InspectError("it holds no weights")
     for key, value in sd.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
             raise InspectError(f"its weights hold {_short(key)}, which is not a tensor")
+        if key.endswith(".num_batches_tracked") and value.dtype == torch.int64 and value.numel() == 1:
+            continue                    # a batch-norm counter (the quick model's backbone)
         if value.layout != torch.strided or not value.is_floating_point():
             raise InspectError(f"its weight {key} is a {value.dtype} tensor, not real numbers")
     try:
@@ -389,9 +416,12 @@ def _load_weights(model: EfficientAD, sd: object) -> None:
     check_finite_model(model)
 
 
-def check_finite_model(model: EfficientAD) -> None:
+def check_finite_model(model: nn.Module) -> None:
     """Weights and constants must be finite numbers, the teacher's std and the map scales
     above zero (training guarantees both): otherwise every score is NaN or infinite."""
+    if getattr(model, "kind", "efficientad") == "quick":
+        model.check()
+        return
     for name, t in model.state_dict().items():
         if not bool(torch.isfinite(t).all()):
             raise InspectError(f"{name} holds values that are not finite numbers (NaN or infinite)")

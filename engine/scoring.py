@@ -87,6 +87,13 @@ class Scorer:
         # size, built on first sight (validation, polygon raster).
         self._layouts: dict[tuple[int, int], object] | None = None
         self._layout_model = self.model
+        self.kind = getattr(model, "kind", "efficientad")
+        if self.kind == "quick" and backend not in ("auto", "eager"):
+            # its networks are a backbone and a distance search, not the folded PDNs
+            raise InspectError(f"Scoring backend {backend} is for EfficientAD models; a quick "
+                               "model scores with 'auto' (or 'eager').")
+        if self.kind == "quick":
+            backend = "eager"
         if model.config.uses_layout:
             if backend not in ("auto", "eager", "torch-fp32-nnpack"):
                 raise InspectError(f"Scoring backend {backend} does not support tiling or a "

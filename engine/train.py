@@ -508,6 +508,9 @@ def train(cfg: TrainConfig, images: list[np.ndarray], progress: Progress = lambd
     (e.g. their files), when given, name an image the user must fix in error messages."""
     if names is not None and len(names) != len(images):
         raise ValueError(f"{len(names)} names for {len(images)} images")
+    if cfg.model.kind == "quick":             # one pass over the images, no steps to resume
+        from engine.quick import learn
+        return learn(cfg, images, progress, should_stop, names)
     try:
         return _train(cfg, images, progress, should_stop, Path(resume_path) if resume_path else None,
                       names)

@@ -8,6 +8,7 @@ cheaply; their order is the order the Settings screen lists them in.
 from __future__ import annotations
 
 MODEL_SIZES = ("small", "medium")            # the PDN variants: EfficientAD-S and -M
+MODEL_KINDS = ("efficientad", "quick")       # trained networks / nearest neighbours (engine/quick.py)
 DEVICES = ("auto", "cuda", "cpu")            # "auto": CUDA when present (engine/device.py)
 TRAIN_PRECISIONS = ("auto", "fp32", "bf16")  # "auto": bf16 where the hardware has it
 
