@@ -200,6 +200,52 @@ class ProductSettings:
 
 
 @dataclass(frozen=True)
+class LineSettings:
+    """The station's outputs to the line (engine/outputs): OPC UA, Modbus TCP, REST API.
+    Off by default: no port is opened until someone turns the outputs on."""
+    enabled: bool = False
+    host: str = "127.0.0.1"          # the interface every server binds to (localhost: this PC only)
+    opcua: bool = True
+    opcua_port: int = 4840
+    opcua_user: str = ""             # required off localhost (Basic256Sha256 SignAndEncrypt)
+    opcua_password: str = ""
+    modbus: bool = True
+    modbus_port: int = 5020
+    trigger: str = "free"            # free | plc
+    result_valid_ms: int = 200
+    timeout_ms: int = 2000
+    timeout_verdict: str = "FAIL"    # FAIL | REVIEW: the safe answer when no verdict came in time
+    rest: bool = False
+    rest_port: int = 8000
+    rest_token: str = ""             # required off localhost
+    product_numbers: tuple[str, ...] = ()   # PLC product number n = the n-th name (empty: sorted names)
+
+    def problems(self) -> list[str]:
+        out = []
+        for name in ("opcua_port", "modbus_port", "rest_port"):
+            if not 1 <= getattr(self, name) <= 65535:
+                out.append(f"Line: {name.replace('_', ' ')} must be a TCP port from 1 to 65535, "
+                           f"not {getattr(self, name)}.")
+        if self.trigger not in ("free", "plc"):
+            out.append(f"Line: trigger must be free or plc, not {self.trigger!r}.")
+        if not 10 <= self.result_valid_ms <= 10_000:
+            out.append(f"Line: the result-valid pulse must be 10 to 10,000 ms, not {self.result_valid_ms}.")
+        if not 50 <= self.timeout_ms <= 600_000:
+            out.append(f"Line: the result timeout must be 50 to 600,000 ms, not {self.timeout_ms}.")
+        if self.timeout_verdict not in ("FAIL", "REVIEW"):
+            out.append(f"Line: the safe answer must be FAIL or REVIEW, not {self.timeout_verdict!r}.")
+        if not self.host.strip():
+            out.append("Line: the interface (host) must not be empty; 127.0.0.1 is this PC only.")
+        return out
+
+    def outputs_config(self):
+        """The engine/outputs configuration these settings describe."""
+        from engine.outputs.values import OutputsConfig
+        return OutputsConfig(**{f.name: getattr(self, f.name) for f in fields(self)
+                                if f.name != "enabled"})
+
+
+@dataclass(frozen=True)
 class Settings:
     schema_version: int = SCHEMA_VERSION
     station: str = "line1"
@@ -219,9 +265,11 @@ class Settings:
     products: dict[str, ProductSettings] = field(
         default_factory=lambda: {DEFAULT_PRODUCT: ProductSettings()})
     current_product: str = DEFAULT_PRODUCT
+    line: LineSettings = field(default_factory=LineSettings)
 
     def problems(self) -> list[str]:
         out = list(self.camera.problems()) + list(self.storage.problems()) + self.layout.problems()
+        out += self.line.problems()
         if self.device not in DEVICES:
             out.append(f"Device must be one of {', '.join(DEVICES)}, not {self.device!r}.")
         if self.model_size not in MODEL_SIZES:
@@ -291,6 +339,11 @@ _KINDS: dict[type, dict[str, str]] = {
     LayoutSettings: {"tiling": "bool", "tile_scale": "number", "roi": "roi",
                      "roi_polygon": "polygon"},
     StorageSettings: {"folder": "text", "database_url": "text", "when_log_fails": "text"},
+    LineSettings: {"enabled": "bool", "host": "text", "opcua": "bool", "opcua_port": "whole",
+                   "opcua_user": "text", "opcua_password": "text", "modbus": "bool",
+                   "modbus_port": "whole", "trigger": "text", "result_valid_ms": "whole",
+                   "timeout_ms": "whole", "timeout_verdict": "text", "rest": "bool",
+                   "rest_port": "whole", "rest_token": "text", "product_numbers": "texts"},
     ProductSettings: {"model_file": "text", "threshold": "number?", "review_below": "number?",
                       "target_false_reject": "number"},
     Settings: {"schema_version": "whole", "station": "text", "operator": "text",
@@ -298,9 +351,10 @@ _KINDS: dict[type, dict[str, str]] = {
                "training_steps": "whole", "training_minutes": "number", "good_frames": "whole", "teacher": "text",
                "penalty": "text", "current_product": "text"},
 }
-_SECTIONS = ("camera", "storage", "layout", "products")
+_SECTIONS = ("camera", "storage", "layout", "products", "line")
 _KIND_WORDS = {"text": "text", "number": "a finite number", "number?": "a finite number or null",
                "whole": "a whole number", "bool": "true or false",
+               "texts": "a list of texts",
                "roi": "null or a list of numbers x, y, width, height",
                "polygon": "null or a list of points [x, y]"}
 
@@ -325,6 +379,8 @@ def _kind_ok(kind: str, v) -> bool:
         return isinstance(v, int) and not isinstance(v, bool)
     if kind == "bool":
         return isinstance(v, bool)
+    if kind == "texts":
+        return isinstance(v, (list, tuple)) and len(v) <= 1000 and all(isinstance(t, str) for t in v)
     if kind == "roi":
         return v is None or isinstance(v, (list, tuple)) and len(v) <= 16 and all(map(_finite, v))
     return v is None or isinstance(v, (list, tuple)) and len(v) <= 100_000 and all(
@@ -372,7 +428,7 @@ def _section(cls, raw, where: str, out: list[Problem], problems_of=None):
             out.append(Problem(f"Settings: {_path(where, name)} must be {_KIND_WORDS[kind]}, "
                                f"not {_short(v)}.", _using(getattr(default, name))))
             continue
-        if kind == "roi" and v is not None:
+        if kind in ("roi", "texts") and v is not None:
             v = tuple(v)
         elif kind == "polygon" and v is not None:
             v = tuple(tuple(p) for p in v)
@@ -456,7 +512,7 @@ def settings_with_problems(d) -> tuple[Settings, list[Problem]]:
     out: list[Problem] = []
     sections = {name: _section(cls, d.pop(name, None), name, out, cls.problems)
                 for name, cls in (("camera", CameraSettings), ("storage", StorageSettings),
-                                  ("layout", LayoutSettings))}
+                                  ("layout", LayoutSettings), ("line", LineSettings))}
     sections["products"] = _products(d.pop("products", None), out)
     top = _section(Settings, {k: v for k, v in d.items() if k not in _SECTIONS}, "settings", out)
     s = replace(top, **sections)
