@@ -154,32 +154,41 @@ class LineStation:
                 f"  {serving}  problems {problems}")
 
 
-def outputs_config_from_args(a) -> object:
+def outputs_config_from_args(a, base=None) -> object:
+    """Settings > Line (base), with what the command line gives in its place."""
     from engine.outputs import OutputsConfig
-    return OutputsConfig(host=a.host, opcua=not a.no_opcua, opcua_port=a.opcua_port,
-                         modbus=not a.no_modbus, modbus_port=a.modbus_port, trigger=a.trigger,
-                         result_valid_ms=a.result_valid_ms, timeout_ms=a.timeout_ms,
-                         opcua_user=a.opcua_user, opcua_password=a.opcua_password,
-                         rest=a.rest_port > 0, rest_port=max(a.rest_port, 0), rest_token=a.rest_token)
+    cfg = base or OutputsConfig()
+    given = {k: getattr(a, k) for k in ("host", "opcua_port", "modbus_port", "trigger",
+                                         "result_valid_ms", "timeout_ms", "opcua_user",
+                                         "opcua_password", "rest_token")
+             if getattr(a, k) is not None}
+    if a.no_opcua:
+        given["opcua"] = False
+    if a.no_modbus:
+        given["modbus"] = False
+    if a.rest_port is not None:
+        given.update(rest=a.rest_port > 0, rest_port=max(a.rest_port, 1))
+    return dataclasses.replace(cfg, **given)
 
 
 def add_output_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default="127.0.0.1",
+    p.add_argument("--host", default=None,
                    help="interface the OPC UA, Modbus and REST servers bind to (default 127.0.0.1: "
-                        "this PC only; off localhost OPC UA requires its security and a user)")
-    p.add_argument("--opcua-port", type=int, default=4840)
-    p.add_argument("--modbus-port", type=int, default=5020)
+                        "this PC only; off localhost OPC UA requires its security and a user). "
+                        "Every output option defaults to Settings > Line")
+    p.add_argument("--opcua-port", type=int, default=None, help="default 4840")
+    p.add_argument("--modbus-port", type=int, default=None, help="default 5020")
     p.add_argument("--no-opcua", action="store_true")
     p.add_argument("--no-modbus", action="store_true")
-    p.add_argument("--trigger", choices=TRIGGER_MODES, default="free",
+    p.add_argument("--trigger", choices=TRIGGER_MODES, default=None,
                    help="free: every frame is a part; plc: judge a part when the PLC triggers")
-    p.add_argument("--result-valid-ms", type=int, default=200, help="width of the result-valid pulse")
-    p.add_argument("--timeout-ms", type=int, default=2000,
+    p.add_argument("--result-valid-ms", type=int, default=None, help="width of the result-valid pulse")
+    p.add_argument("--timeout-ms", type=int, default=None,
                    help="a triggered part with no verdict by then gets FAIL (the safe answer)")
-    p.add_argument("--opcua-user", default="", help="the OPC UA account (required off localhost)")
-    p.add_argument("--opcua-password", default="")
-    p.add_argument("--rest-port", type=int, default=0, help="serve the REST API on this port (0: off)")
-    p.add_argument("--rest-token", default="", help="the REST API's token (required off localhost)")
+    p.add_argument("--opcua-user", default=None, help="the OPC UA account (required off localhost)")
+    p.add_argument("--opcua-password", default=None)
+    p.add_argument("--rest-port", type=int, default=None, help="serve the REST API on this port (0: off)")
+    p.add_argument("--rest-token", default=None, help="the REST API's token (required off localhost)")
 
 
 def _args(argv: list[str]) -> argparse.Namespace:
@@ -199,7 +208,11 @@ def _serve(a: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    station = LineStation(_data_dir(a.data_dir), a.product, outputs_config_from_args(a),
+    from engine.settings import load_settings_repaired
+    data_dir = _data_dir(a.data_dir)
+    line_settings = load_settings_repaired(data_dir / "settings.json")[0].line
+    station = LineStation(data_dir, a.product,
+                          outputs_config_from_args(a, line_settings.outputs_config()),
                           source=a.source, model=a.model, device=a.device).open()
     try:
         station.start()
