@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.meta import ModelMeta
+from engine.model import model_title
 
 
 def expectations(meta: ModelMeta) -> list[str]:
@@ -21,13 +22,16 @@ def model_card(meta: dict) -> str:
     lines = [
         f"Model {m.model_id or '?'} (created {m.created_utc or '?'}"
         + (f", threshold set again {m.recalibrated_utc}" if m.recalibrated_utc else "") + ")",
-        f"EfficientAD-{str(cfg.get('size', 'small'))[0].upper()}, input {cfg.get('image_size', '?')} px"
+        model_title(cfg)
         + (f", tiles at scale {cfg.get('tile_scale')}" if cfg.get("tiling") else "")
         + (f", region {tuple(cfg['roi'])}" if cfg.get("roi") else ""),
         f"Learned from {m.n_train} good parts ({m.n_holdout} more held out to set the "
-        f"threshold), {m.steps} steps, {(m.train_seconds or 0) / 60:.0f} min on {m.device or '?'}.",
-        "Teacher: " + ("RANDOM (testing only: far below the paper's accuracy)" if m.random_teacher
-                       else Path(m.teacher).name),
+        f"threshold), " + (f"a memory bank of {m.bank_rows} patches" if m.kind == "quick"
+                           else f"{m.steps} steps")
+        + f", {(m.train_seconds or 0) / 60:.1f} min on {m.device or '?'}.",
+        ("Features: EfficientNet-Lite0 (ImageNet weights), no teacher" if m.kind == "quick" else
+         "Teacher: " + ("RANDOM (testing only: far below the paper's accuracy)" if m.random_teacher
+                        else Path(m.teacher).name)),
         f"Threshold {m.threshold:.4f}.",
         *expectations(m),
     ]

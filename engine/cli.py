@@ -22,7 +22,7 @@ from engine.card import write_card
 from engine.errors import InspectError, run_command
 from engine.model import PDN_RECEPTIVE_FIELD, ModelConfig, save_checkpoint
 from engine.train import TrainConfig, TrainingCancelled, train
-from engine.vocabulary import MODEL_SIZES, TRAIN_PRECISIONS
+from engine.vocabulary import MODEL_KINDS, MODEL_SIZES, TRAIN_PRECISIONS
 
 
 class ProgressBar:
@@ -50,6 +50,11 @@ class ProgressBar:
 
 
 def _add_train_options(p: argparse.ArgumentParser, default_steps: int) -> None:
+    p.add_argument("--kind", choices=MODEL_KINDS, default="efficientad",
+                   help="efficientad (trained networks, fastest on a GPU) or quick (nearest "
+                        "neighbours on ImageNet features: ready in about a minute, no training)")
+    p.add_argument("--bank-size", type=int, default=ModelConfig.bank_size,
+                   help="quick model: patches kept in its memory bank")
     p.add_argument("--size", choices=MODEL_SIZES, default="small", help="PDN variant")
     p.add_argument("--image-size", type=int, default=256, help="network input side (multiple of 32)")
     p.add_argument("--steps", type=int, default=default_steps,
@@ -78,7 +83,8 @@ def _add_train_options(p: argparse.ArgumentParser, default_steps: int) -> None:
 
 def _model_config(a: argparse.Namespace) -> ModelConfig:
     from engine.settings import parse_polygon, parse_roi
-    return ModelConfig(size=a.size, image_size=a.image_size, tiling=a.tiling,
+    return ModelConfig(kind=a.kind, bank_size=a.bank_size, size=a.size,
+                       image_size=a.image_size, tiling=a.tiling,
                        tile_scale=a.tile_scale, tile_overlap=a.tile_overlap,
                        roi=parse_roi(a.roi or ""), roi_polygon=parse_polygon(a.roi_polygon or ""))
 
@@ -297,8 +303,9 @@ def _print_eval(res: dict) -> None:
     fmt = lambda v: "  n/a" if v is None else f"{v:.4f}"
     pct = lambda v: "  n/a" if v is None else f"{v:.1%}"
     tiling = f", tiles at scale {res['tile_scale']}" if res["tiling"] else ""
-    print(f"{res['category']}: EfficientAD-{res['size'][0].upper()} {res['image_size']} px{tiling}, "
-          f"{res['steps']} steps, teacher {res['teacher']}, {res['device']}")
+    made = (f"{res['steps']} steps, teacher {res['teacher']}" if res.get("kind") != "quick"
+            else "no training")
+    print(f"{res['category']}: {res['model']}{tiling}, {made}, {res['device']}")
     print(f"threshold {res['threshold']:.4f}: false rejects {pct(res['false_reject_rate'])} of good parts")
     print(f"{'type':<16}{'images':>7}{'img AUROC':>11}{'px AUROC':>10}{'AU-PRO':>9}{'misses':>8}")
     for name, r in [("ALL", res)] + list(res["per_type"].items()):

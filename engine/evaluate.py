@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from engine.data import list_images, load_images, load_mask, load_rgb
 from engine.errors import InspectError
+from engine.model import model_title
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,16 @@ def _metrics(s: _Scored, defect: str | None, threshold: float) -> dict:
     return out
 
 
+def _file_mb(model, meta: dict) -> float:
+    """The size of the model file this model makes, in MB (written to a scratch file)."""
+    import tempfile
+    from engine.model import save_checkpoint
+    with tempfile.TemporaryDirectory(prefix="inspect-size-") as tmp:
+        path = Path(tmp) / "model.pt"
+        save_checkpoint(model, path, meta)
+        return path.stat().st_size / 1e6
+
+
 def file_sha256(path: str | Path) -> str | None:
     p = Path(path)
     if not p.is_file():
@@ -195,7 +206,10 @@ def evaluate(check: CategoryCheck, cfg, progress=lambda f, m: None, skip=lambda 
     meta, thr = result.meta, float(result.meta["threshold"])
     overall = _metrics(scored, None, thr)
     return {
-        "category": check.base.name, "steps": cfg.steps, "size": cfg.model.size,
+        "category": check.base.name, "steps": int(result.meta.get("steps", cfg.steps)),
+        "size": cfg.model.size,
+        "kind": cfg.model.kind, "model": model_title(asdict(cfg.model)),
+        "model_file_mb": _file_mb(result.model, result.meta),
         "image_size": cfg.model.image_size, "tiling": cfg.model.tiling,
         "tile_scale": cfg.model.tile_scale, "roi": cfg.model.roi,
         **overall,

@@ -29,6 +29,8 @@ class ModelMeta:
     train_seconds: float | None = None
     estimate: ThresholdEstimate | None = None        # how the threshold was set, how sure
     synthetic: SyntheticCheck | None = None          # the synthetic-defect check at it
+    kind: str = "efficientad"                        # or "quick" (engine/quick.py)
+    bank_rows: int = 0                               # quick model: patches in its bank
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "ModelMeta":
@@ -49,7 +51,14 @@ class ModelMeta:
             steps=int(_number(d.get("steps"), 0)), teacher=str(d.get("teacher", "")),
             device=str(d.get("device", "")), train_seconds=_number(d.get("train_seconds"), None),
             estimate=_parsed(ThresholdEstimate.from_dict, est),
-            synthetic=_parsed(SyntheticCheck.from_dict, syn))
+            synthetic=_parsed(SyntheticCheck.from_dict, syn),
+            kind="quick" if d.get("kind") == "quick" else "efficientad",
+            bank_rows=int(_number(d.get("bank_rows"), 0)))
+
+    @property
+    def title(self) -> str:
+        """The kind of model in a few words, for screens and cards."""
+        return "quick model" if self.kind == "quick" else "EfficientAD"
 
     @property
     def random_teacher(self) -> bool:

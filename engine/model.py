@@ -275,6 +275,15 @@ class EfficientAD(nn.Module):
         return self.combine(*self.raw_maps(x))
 
 
+def model_title(config: dict) -> str:
+    """A model's kind and size from its config dict: 'EfficientAD-S 256 px', 'quick model
+    (nearest neighbours, 10000 patches) 256 px'."""
+    size = config.get("image_size", "?")
+    if config.get("kind") == "quick":
+        return f"quick model (nearest neighbours, bank of {config.get('bank_size', '?')} patches) {size} px"
+    return f"EfficientAD-{str(config.get('size', 'small'))[0].upper()} {size} px"
+
+
 def map_to_image(map_small: torch.Tensor, image_size: int, out_hw: tuple[int, int]) -> torch.Tensor:
     """(B,1,s,s) PDN-grid map -> (B,1,H,W) at the frame's resolution.
 

@@ -91,14 +91,39 @@ def test_bench_score_on_a_category(good_dir, tmp_path, capsys):
     base = write_mvtec(tmp_path / "sets", "widget")
     n_test = len(list(base.glob("test/*/*")))
     capsys.readouterr()
+    quick = tmp_path / "q.pt"
+    assert main.main(["train", "--kind", "quick", "--good", str(good_dir), "--out", str(quick),
+                      "--image-size", "64", "--penalty", "none", "--device", "cpu"]) == 0
+    capsys.readouterr()
     assert main.main(["bench", "score", "--model", str(model), "--data", str(base), "--images", "0",
-                      "--iters", "2", "--paths", "eager,torch-fp32-nnpack", "--json"]) == 0
+                      "--iters", "2", "--paths", "eager,torch-fp32-nnpack", "--quick", str(quick),
+                      "--json"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["info"]["accuracy_images"] == n_test > 0
     names = [p["name"] for p in res["paths"]]
-    assert names[0] == "eager" and res["paths"][0]["speedup"] == pytest.approx(1.0)
-    for p in res["paths"]:
+    assert names == ["eager", "torch-fp32-nnpack", "quick"]
+    assert res["paths"][0]["speedup"] == pytest.approx(1.0)
+    for p in res["paths"][:2]:
         assert p["verdict_changes"] == 0 and p["max_score_rel_diff"] < 1e-3
+    assert res["paths"][2]["verdict_changes"] is None and res["paths"][2]["ms_median"] > 0
     assert main.main(["bench", "score", "--model", str(model), "--data", str(tmp_path / "good"),
-                      "--iters", "1"]) == 2
+                      "--iters", "1", "--quick", "none"]) == 2
     assert "No test images" in capsys.readouterr().err
+
+
+def test_quick_kind_trains_and_evaluates_from_the_command_line(good_dir, tmp_path, capsys):
+    """`train --kind quick` and `eval --kind quick`: no steps, the same threshold rule and
+    report, and the model file says what it is."""
+    quick = ["--kind", "quick", "--image-size", "64", "--penalty", "none", "--device", "cpu"]
+    model = tmp_path / "q.pt"
+    assert main.main(["train", "--good", str(good_dir), "--out", str(model)] + quick) == 0
+    out = capsys.readouterr().out
+    assert "0 steps" in out and "threshold" in out
+    card = (tmp_path / "q.card.txt").read_text()
+    assert "quick model" in card and "memory bank of" in card and "no teacher" in card
+    write_mvtec(tmp_path / "sets", "widget")
+    assert main.main(["eval", "--data", str(tmp_path / "sets"), "--category", "widget", "--json"]
+                     + quick) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["kind"] == "quick" and res["steps"] == 0 and res["model"].startswith("quick model")
+    assert res["image_auroc"] > 0.9 and res["model_file_mb"] > 0

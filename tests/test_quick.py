@@ -11,7 +11,7 @@ from engine.errors import InspectError
 from engine.model import ModelConfig, load_checkpoint, save_checkpoint
 from engine.scoring import Scorer
 from engine.train import TrainConfig, train
-from tests.synthetic import make_part
+from synthetic import make_part
 
 
 def _cfg(image_size: int = 96, **model) -> TrainConfig:

@@ -76,6 +76,10 @@ def main(argv: list[str]) -> int:
                    "(0 = every test image in ../shared/data)")
     p.add_argument("--data", help="take the test images from this MVTec-layout category (or "
                    "root) folder instead of every set under ../shared/data")
+    p.add_argument("--quick", default="build",
+                   help="the quick model timed beside the EfficientAD paths (a different model: "
+                        "no score comparison): a quick model file, 'build' (from 50 good images "
+                        "of the sets, timed too) or 'none'")
     p.add_argument("--json", action="store_true")
     return run_command(_bench, p.parse_args(argv))
 
@@ -88,17 +92,41 @@ def _bench(a: argparse.Namespace) -> int:
     scorers = _scorers(model, meta, a)
     threshold = scorers["eager"].threshold
     acc = _accuracy(scorers, frames, threshold)
+    quick, build_s = _quick_scorer(a)
+    if quick is not None:
+        scorers["quick"] = quick
+        acc["quick"] = (float("nan"),) * 3 + (None,)       # another model: nothing to compare
     rows = _rows(scorers, _timings(scorers, frames, a), acc, a.batch)
     info = {"device": a.device if a.device == "cpu" else torch.cuda.get_device_name(),
             "batch": a.batch, "image_size": model.config.image_size, "size": model.config.size,
             "accuracy_images": len(frames), "threshold": threshold,
             "model": a.model or f"calibrated untrained ({meta.get('teacher')} teacher)",
-            "torch_threads": torch.get_num_threads()}
+            "torch_threads": torch.get_num_threads(), "quick_build_s": build_s}
     if a.json:
         print(json.dumps({"info": info, "paths": rows}))
     else:
         _print_table(info, rows)
     return 0
+
+
+def _quick_scorer(a: argparse.Namespace):
+    """-> (Scorer of the quick model or None, seconds it took to build or None)."""
+    from engine.model import ModelConfig, load_checkpoint
+    from engine.scoring import Scorer
+    from engine.train import TrainConfig, train
+    if a.quick == "none":
+        return None, None
+    if a.quick != "build":
+        model, meta = load_checkpoint(a.quick)
+        return Scorer(model, meta, a.device, backend="auto"), None
+    good = [load_rgb(p) for p in sorted(SHARED.glob("*/*/train/good/*"))[::20][:50]]
+    if len(good) < 5:
+        print("skipping quick: fewer than 5 good images under ../shared/data", file=sys.stderr)
+        return None, None
+    t0 = time.perf_counter()
+    res = train(TrainConfig(model=ModelConfig(kind="quick", image_size=a.image_size),
+                            device=a.device, synthetic_per_kind=0), good)
+    return Scorer(res.model, res.meta, a.device, backend="auto"), time.perf_counter() - t0
 
 
 def _accuracy_frames(a: argparse.Namespace) -> list[np.ndarray]:
@@ -182,7 +210,7 @@ def _rows(scorers: dict, times: dict, acc: dict, batch: int) -> list[dict]:
                      "ms_p99": float(np.percentile(t, 99)) / batch, "images_per_s": ips,
                      "speedup": ips / base_ips, "max_score_diff": worst_abs,
                      "max_score_rel_diff": worst_rel, "max_map_diff": worst_map,
-                     "verdict_changes": int(flips)})
+                     "verdict_changes": None if flips is None else int(flips)})
     return rows
 
 
