@@ -92,7 +92,8 @@ class ThresholdScreen(QWidget):
         self.plot.setLabel("left", "share of parts")
         self.plot.setMouseEnabled(x=False, y=False)
         self.good_bars = pg.PlotDataItem(stepMode="center", fillLevel=0, brush=(27, 127, 59, 90),
-                                         pen=pg.mkPen("#1b7f3b", width=2), name="held-out good parts")
+                                         pen=pg.mkPen("#1b7f3b", width=2),
+                                         name="good parts (held out; logged PASS, false rejects)")
         self.live_bars = pg.PlotDataItem(stepMode="center", fillLevel=0, brush=(31, 119, 180, 70),
                                          pen=pg.mkPen("#1f77b4", width=2), name="recent live parts")
         self.defect_bars = pg.PlotDataItem(stepMode="center", fillLevel=0, brush=(198, 40, 40, 90),
@@ -288,8 +289,10 @@ class ThresholdScreen(QWidget):
             return
         live = np.fromiter(self.live.recent_scores, dtype=np.float64)
         defects = self._defect_scores()
-        edges = score_edges(self.holdout, np.concatenate([live, defects]), extra=(t, r), bins=40)
-        for bars, data in ((self.good_bars, self.holdout), (self.live_bars, live),
+        edges = score_edges(self._good_scores(), np.concatenate([live, defects]), extra=(t, r),
+                            bins=40)
+        good = self._good_scores()          # held-out, and the log's good parts for this model
+        for bars, data in ((self.good_bars, good), (self.live_bars, live),
                            (self.defect_bars, defects)):
             h = histogram(data, edges) / max(len(data), 1)
             bars.setData(edges, h)

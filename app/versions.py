@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (QComboBox, QDialog, QHBoxLayout, QLabel, QProgressBar,
+from PySide6.QtWidgets import (QComboBox, QDialog, QHBoxLayout, QHeaderView, QLabel, QProgressBar,
                                QPushButton, QSplitter, QTableWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget)
 
@@ -50,7 +50,10 @@ def active_version(services, log, product: str) -> ver.ModelVersion | None:
         return None
     found = ver.active_of(ver.versions_of(log, product), p.model_file)
     if found is None and Path(p.model_file).is_file():
-        found = ver.register_file(log, p.model_file, product, trained_by="")
+        try:
+            found = ver.register_file(log, p.model_file, product, trained_by="")
+        except InspectError:          # a log opened read-only, or a file it cannot read:
+            return None               # listed as not registered, said on the screen
     return found
 
 
@@ -80,12 +83,14 @@ class VersionsScreen(QWidget):
         self.table.setSelectionBehavior(QTableWidget.SelectRows)
         self.table.setSelectionMode(QTableWidget.SingleSelection)
         self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.itemSelectionChanged.connect(self._selected)
         self.compare = QTableWidget(0, 3)
         self.compare.setHorizontalHeaderLabels(["", "selected", "in use"])
         self.compare.setEditTriggers(QTableWidget.NoEditTriggers)
         self.compare.verticalHeader().hide()
+        self.compare.verticalHeader().setDefaultSectionSize(24)
         self.compare.horizontalHeader().setStretchLastSection(True)
         self.compare.setColumnWidth(0, 170)
         self.compare.setColumnWidth(1, 330)
@@ -107,8 +112,8 @@ class VersionsScreen(QWidget):
         split = QSplitter(Qt.Vertical)
         split.addWidget(self.table)
         split.addWidget(self.compare)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 2)
+        split.setStretchFactor(0, 2)
+        split.setStretchFactor(1, 3)
         lay = QVBoxLayout(self)
         lay.addLayout(top)
         lay.addWidget(split, 1)
@@ -157,7 +162,6 @@ class VersionsScreen(QWidget):
             if in_use:
                 for j in range(len(cells)):
                     self.table.item(i, j).setBackground(QColor("#c8e6c9"))
-        self.table.resizeColumnsToContents()
         want = self._want or (self.active.model_id if self.active else None)
         self._want = None
         self.select(want)
@@ -370,9 +374,12 @@ class RelearnDialog(QDialog):
         self.outcome = out
         self.progress.setValue(1000)
         c, rs = out.compared, out.rs
+        gone = (f" {rs.unreadable} labelled parts have no picture in the log (a PASS keeps "
+                "its picture only now and then, retention removes old ones) and are left out."
+                if rs.unreadable else "")
         self.text.setText(f"Learned from {rs.good_source} and {len(rs.false_rejects)} false "
                           f"rejects ({rs.new_false_rejects} new since the current version). "
-                          + c.sentence())
+                          + c.sentence() + gone)
         self.table.setRowCount(len(c.ids))
         for i, (rid, label) in enumerate(zip(c.ids, c.labels)):
             old, new = float(c.current_scores[i]), float(c.new_scores[i])

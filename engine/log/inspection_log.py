@@ -354,8 +354,11 @@ class InspectionLog:
         A log opened read-only raises InspectError. Nothing updates or deletes audit rows."""
         writer = self._writer
         if writer is not None and writer.running:
-            writer.submit_audit(entry)
-            return
+            try:
+                writer.submit_audit(entry)
+                return
+            except RuntimeError:          # it stopped just now: write the row here instead
+                pass
         try:
             with self.write_connection() as conn, conn.begin():
                 registry.insert_audit(conn, entry)

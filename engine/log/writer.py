@@ -238,12 +238,12 @@ class LogWriter:
     def submit_audit(self, entry: AuditEntry) -> None:
         """Journal, then queue one audit row: it commits in journal order with the verdicts,
         and a database that is down (or a kill) leaves it in the journal, written later.
-        Never counted-only: an audit row waits for room in the queue however long."""
+        Never counted-only, and never waiting for room: audit rows are few, so one may go
+        over the queue's bound (waiting would hold the order lock the scoring thread takes)."""
         if not self.running:
             raise RuntimeError("the log writer is not running")
         row = AuditRow(audit_row(entry))
         with self._order:
-            self._queue.wait_room(self._cfg.db_stop_after_s)
             seq = self._journal.next_seq()
             self._journal_append({"s": seq, "a": dict(row)})
             self._queue.put(_Item(seq, "", row, False, None))
