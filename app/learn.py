@@ -82,7 +82,7 @@ class LearnScreen(QWidget):
         self.thumbs.setViewMode(QListWidget.IconMode)
         self.thumbs.setIconSize(QSize(96, 96))
         self.thumbs.setResizeMode(QListWidget.Adjust)
-        self.thumbs.setMinimumHeight(150)
+        self.thumbs.setMinimumHeight(100)          # one row of thumbnails: fits 1280×800
         self.thumbs.itemChanged.connect(lambda _i: self._update_buttons())
         self.thumb_info = QLabel("Untick any picture that is not a good part: it will not be learned.")
         v = QVBoxLayout(step1)
@@ -120,8 +120,11 @@ class LearnScreen(QWidget):
         form.addRow("Region of interest", self.roi)
         form.addRow("Polygon", self.polygon)
         form.addRow("Threshold may reject", self.target_frr)
+        form.addRow("Build", self.plan_choice)
         looks = QHBoxLayout()
-        looks.addLayout(form, 3)
+        left = QVBoxLayout()                  # the form, then its sentences: beside the picture
+        left.addLayout(form)
+        looks.addLayout(left, 3)
         looks.addWidget(self.layout_preview, 2)
         for w in (self.image_size, self.tile_scale):
             w.valueChanged.connect(lambda _v: self._show_layout())
@@ -144,14 +147,15 @@ class LearnScreen(QWidget):
         row.addWidget(self.progress, 1)
         v = QVBoxLayout(step2)
         v.addLayout(looks)
-        form.addRow(self.layout_text)         # the sentences beside the picture, never under it
-        form.addRow(self.plan)
+        left.addWidget(self.layout_text)      # never under the picture
+        left.addWidget(self.plan)
+        left.addStretch(1)
         v.addLayout(row)
         v.addWidget(self.progress_text)
 
         step3 = QGroupBox("3. Check and save")
         self.hist = pg.PlotWidget()
-        self.hist.setMinimumHeight(160)
+        self.hist.setMinimumHeight(100)
         self.hist.setLabel("bottom", "score (blue: held-out good parts; orange: synthetic defects)")
         self.hist.setLabel("left", "share of each set")
         self.hist.setMouseEnabled(x=False, y=False)

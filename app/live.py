@@ -105,9 +105,9 @@ class LiveScreen(QWidget):
         self.near_miss_label = QLabel("")
         self.near_miss_label.setObjectName("near-miss")
         self.near_miss_label.setAlignment(Qt.AlignCenter)
-        self.near_miss_label.setStyleSheet("background:#f9a825; color:black; font-size:24px; "
-                                           "font-weight:bold; padding:4px;")
-        self.near_miss_label.hide()
+        # Always in place (blank when not a near miss): the panel never jumps.
+        self.near_miss_label.setFixedHeight(58)
+        self._show_near_miss(None)
 
         big = "font-size:18px;"
         self.counter_labels = {}
@@ -120,9 +120,11 @@ class LiveScreen(QWidget):
             value = QLabel("—")
             value.setStyleSheet(big + "font-weight:bold;")
             value.setAlignment(Qt.AlignRight)
-            grid.addWidget(name, i, 0)
-            grid.addWidget(value, i, 1)
+            # two pairs a row: the larger score above keeps the panel within 1280×800
+            grid.addWidget(name, i // 2, 2 * (i % 2))
+            grid.addWidget(value, i // 2, 2 * (i % 2) + 1)
             self.counter_labels[key] = value
+        grid.setHorizontalSpacing(14)
         reset = QPushButton("Reset counters")
         reset.clicked.connect(self._reset_counters)
 
@@ -234,12 +236,10 @@ class LiveScreen(QWidget):
             near = near_miss(v.score, v.threshold, v.decision)
             self._set_verdict("NEAR" if near else d, d)
             self.score_label.setText(score_html(v.score, v.threshold))
-            if near:
-                self.near_miss_label.setText(f"NEAR MISS — {100 * v.score / v.threshold:.0f}% "
-                                             "of the threshold")
+            self._show_near_miss(v.score / v.threshold if near else None)
             c["latency"].setText(f"{r.verdict.latency_ms:.0f} ms")
-        if self.near_miss_label.isHidden() == near:
-            self.near_miss_label.setVisible(near)
+        if not near:
+            self._show_near_miss(None)
         c["parts"].setText(f"{r.parts:,}")
         c["fails"].setText(f"{r.fails:,}")
         c["reviews"].setText(f"{r.reviews:,}")
@@ -273,6 +273,17 @@ class LiveScreen(QWidget):
         if top != self._y_top:
             self._y_top = top
             self.plot.setYRange(min(0.0, float(y.min())), top, padding=0)
+
+    def _show_near_miss(self, share: float | None) -> None:
+        """The cue under the score: None blanks it (its place is kept)."""
+        text = "" if share is None else (
+            f"<div style='font-size:24px; font-weight:bold'>NEAR MISS</div>"
+            f"<div style='font-size:16px'>{100 * share:.0f}% of the threshold</div>")
+        style = "background:#f9a825; color:black;" if share is not None else "background:transparent;"
+        if text != self.near_miss_label.text():
+            self.near_miss_label.setText(text)
+        if style != self.near_miss_label.styleSheet():
+            self.near_miss_label.setStyleSheet(style)
 
     def _set_verdict(self, style: str, text: str) -> None:
         if (self.verdict.text(), getattr(self, "_verdict_style", None)) != (text, style):

@@ -36,7 +36,7 @@ class RoiCanvas(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.setMinimumSize(280, 210)
+        self.setMinimumSize(240, 170)      # the Learn page fits 1280×800
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
         self.setMouseTracking(False)
         self.image = None                   # QImage of the picture
@@ -216,6 +216,9 @@ class RoiEditor(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(row)
         lay.addWidget(self.canvas, 1)
+        self.canvas.setToolTip("Drag outside the region to draw a new one, inside it to move "
+                               "it, a corner to resize it; polygon points: click to add, drag "
+                               "to move, right-click to remove")
         self.canvas.edited.connect(self._write_fields)
         roi_edit.textChanged.connect(self._read_fields)
         polygon_edit.textChanged.connect(self._read_fields)

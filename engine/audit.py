@@ -117,6 +117,8 @@ def settings_changes(old, new) -> list[Change]:
         section, _, fld = key.partition(".")
         if section == "camera":
             out.append(Change("camera", f"camera: {fld}", before, after, "camera"))
+        elif section in ("outputs", "line"):        # the line's outputs (issue 17)
+            out.append(Change("outputs", key, before, after, "outputs"))
         elif section == "layout":
             out.append(Change("layout", f"layout: {fld}", before, after, "roi"))
         elif key == "current_product":

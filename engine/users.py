@@ -293,9 +293,8 @@ class Access:
             if ok:
                 self._user = u
                 self._last_activity = self._clock()
-        self._tell(before if not ok else self.actor, "login", name.strip()[:128],
-                   before.name if ok else None, "logged in" if ok else "refused",
-                   "" if ok else "wrong name or PIN/password")
+        self._tell(before if not ok else self.actor, "login", name.strip()[:128], None,
+                   "logged in" if ok else "refused", "" if ok else "wrong name or PIN/password")
         return ok
 
     def logout(self, why: str = "logged out") -> None:

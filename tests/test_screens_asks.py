@@ -41,11 +41,11 @@ def test_near_miss_cue_on_live(win, qtbot):
     win.tabs.setCurrentWidget(live)
     live._on_result(_result(0.095, 0.1, Decision.PASS))
     live._draw()
-    assert not live.near_miss_label.isHidden() and "95%" in live.near_miss_label.text()
+    assert "NEAR MISS" in live.near_miss_label.text() and "95%" in live.near_miss_label.text()
     assert "border" in live.verdict.styleSheet() and live.verdict.text() == "PASS"
     live._on_result(_result(0.05, 0.1, Decision.PASS))
     live._draw()
-    assert live.near_miss_label.isHidden() and "border" not in live.verdict.styleSheet()
+    assert live.near_miss_label.text() == "" and "border" not in live.verdict.styleSheet()
     # big enough to read from two metres: the score's digits are drawn at 46 px
     assert "46px" in live.score_label.text() and "0.050" in live.score_label.text()
 
