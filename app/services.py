@@ -162,21 +162,24 @@ class Services(QObject):
                          on_db_failure=self.settings.storage.when_log_fails)
 
     # ---- settings ----------------------------------------------------------------------
-    def save(self, new: Settings, detail: str = "") -> None:
+    def save(self, new: Settings, detail: str = "", by=None) -> None:
         """Validate and save; apply what changed (camera restarts, product switches model).
         Each change must be allowed to the role in force (NotAllowed otherwise, nothing
-        saved) and is recorded once in the audit trail (`detail`: why, if said)."""
+        saved) and is recorded once in the audit trail (`detail`: why, if said).
+        `by`: the engine.users.Actor who started a long job (training, relearn) whose end
+        applies this change: their role then, not whoever is at the station now, is
+        checked and recorded (the station may have returned to operator meanwhile)."""
         old = self.settings
         changes = settings_changes(old, new)
         for action in dict.fromkeys(c.action for c in changes):
-            self.access.require(action)
+            self.access.require(action, by)
         if new.storage != old.storage:                   # the URL with its pictures folder
             from engine.log.database import check_place
             new.validate()
             check_place(self.log_location(new), self.pictures_dir(new))
         save_settings(new, self.settings_path)          # raises InspectError if invalid
         self.settings = new
-        self.audit.record_changes(changes, detail)
+        self.audit.record_changes(changes, detail, by)
         self.pipeline.station = new.station
         if new.camera != old.camera:
             self.set_camera(new)

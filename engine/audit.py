@@ -167,8 +167,9 @@ class AuditTrail:
             self._pending.append(e)
         self.flush()
 
-    def record_changes(self, changes: Iterable[Change], detail: str = "") -> None:
-        who = self.actor()
+    def record_changes(self, changes: Iterable[Change], detail: str = "",
+                       actor: Actor | None = None) -> None:
+        who = actor or self.actor()
         for c in changes:
             self.record(c.kind, c.target, c.old, c.new, detail, actor=who)
 

@@ -268,13 +268,20 @@ class Access:
     def user_name(self) -> str | None:
         return self._user.name if self._user is not None else None
 
-    def can(self, action: str) -> bool:
-        return role_rank(self.role) >= role_rank(needed_role(action))
+    def can(self, action: str, actor: Actor | None = None) -> bool:
+        return role_rank(self._role_of(actor)) >= role_rank(needed_role(action))
 
-    def require(self, action: str) -> None:
-        """The engine-side check: NotAllowed (one sentence) when the role may not."""
-        if not self.can(action):
-            raise NotAllowed(refusal(action, self.role))
+    def require(self, action: str, actor: Actor | None = None) -> None:
+        """The engine-side check: NotAllowed (one sentence) when the role may not.
+        `actor`: who started the job that makes the change now (captured with `actor`
+        when it started); by default whoever is at the station."""
+        if not self.can(action, actor):
+            raise NotAllowed(refusal(action, self._role_of(actor)))
+
+    def _role_of(self, actor: Actor | None) -> str:
+        if actor is None or not self.enabled:
+            return self.role
+        return ADMINISTRATOR if actor.role == ROLES_OFF else actor.role
 
     def why_not(self, action: str) -> str:
         """'' when allowed; else the sentence for a disabled button's tooltip."""

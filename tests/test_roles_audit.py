@@ -292,3 +292,32 @@ def test_audit_screen_and_command(win, qtbot, tmp_path):
                           "--data-dir", str(data)], cwd=ROOT, capture_output=True, text=True,
                          timeout=60)
     assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr
+
+
+def test_a_long_job_keeps_the_role_of_who_started_it(win, tmp_path):
+    """Training started by an engineer ends after the station went back to operator: the
+    model is still activated, recorded as the engineer's; an operator's own try is refused."""
+    sv = win.services
+    _roles_on(win, tmp_path)
+    assert sv.access.login("ed", "2222")
+    started_by = sv.access.actor
+    win.access_controls.refresh()
+    learn = win.learn
+    learn.train_button.setEnabled(True)                    # the screen's wish, allowed
+    assert learn.train_button.isEnabled()
+    sv.access.logout("no activity")
+    win.access_controls.refresh()
+    assert not learn.train_button.isEnabled()
+    learn.train_button.setEnabled(True)                    # wished again: still refused
+    assert not learn.train_button.isEnabled()
+    s = sv.settings
+    new = s.with_product(s.current_product, replace(s.product, model_file="m.pt"))
+    with pytest.raises(NotAllowed):
+        sv.save(new)
+    sv.save(new, detail="learned", by=started_by)
+    assert sv.settings.product.model_file == "m.pt"
+    row = [r for r in _audit(win, kind="model")]
+    assert [(r.who, r.role, r.new, r.detail) for r in row] == [("ed", ENGINEER, "m.pt", "learned")]
+    assert sv.access.login("ed", "2222")
+    win.access_controls.refresh()
+    assert learn.train_button.isEnabled()                  # the wish was remembered
