@@ -61,6 +61,9 @@ class Services(QObject):
                                  on_model=self._model_relay.send,
                                  on_error=lambda where, e: errors.report(where, e, serious=False),
                                  log_guard=self.log_problem)
+        self.line_outputs = None             # engine.outputs.LineOutputs when Settings > Line is on
+        self._switch_relay = Relay(self.switch_product, self)   # the PLC's product switch
+        self.restart_outputs()               # nothing unless Settings > Line turns them on
 
     def _load_settings(self) -> Settings:
         """Whatever the file holds, the app starts: a bad field takes its default, a file
@@ -191,6 +194,10 @@ class Services(QObject):
             p = new.product
             if p.threshold is not None:
                 self.pipeline.set_threshold(p.threshold, p.review_below)
+        if new.line != old.line:
+            self.restart_outputs()
+        elif self.line_outputs is not None and new.current_product != old.current_product:
+            self.line_outputs.set_product(new.current_product)
         if new.storage != old.storage:
             self.errors.report("Settings", "The new storage settings (place, and what to do when "
                                            "the log fails) are used from the next start of the "
@@ -282,6 +289,45 @@ class Services(QObject):
         return writer.problem()
 
     # ---- live ----------------------------------------------------------------------------
+    # ---- the line's outputs (engine/outputs; one set per process) ----------------------
+    def restart_outputs(self) -> None:
+        """Close the running outputs (on a worker: closing waits on the network) and open
+        the ones Settings > Line asks for; a port in use is said by the error handler."""
+        old, self.line_outputs = self.line_outputs, None
+        line = self.settings.line
+        if not line.enabled:
+            if old is not None:
+                self.tasks.call("Closing the line outputs", old.stop)
+            return
+        from engine.line.trigger import TriggerGate
+        from engine.outputs import LineOutputs, build_outputs
+        cfg = line.outputs_config()
+        cfg = replace(cfg, product_numbers=cfg.product_numbers or tuple(sorted(self.settings.products)))
+        outs = LineOutputs(cfg, TriggerGate(self.settings.station, cfg.trigger),
+                           build_outputs(cfg, self.settings.station, self.data_dir / "certificates"),
+                           switch_product=self._plc_switch,
+                           on_error=lambda where, e: self.errors.report(where, e, serious=False))
+        outs.attach(self.pipeline)
+        self.line_outputs = outs
+        product, running, model = self.settings.current_product, self.pipeline.requested, self.model_info
+
+        def swap() -> None:                    # the old ones free their ports first
+            if old is not None:
+                old.stop()
+            outs.start()
+            outs.set_product(product)
+            outs.line_running(running)
+            if model is not None:              # the model is loaded already: say so
+                outs.loop.call(outs._enqueue, ("model", model))
+        self.tasks.call("Opening the line outputs", swap)
+
+    def _plc_switch(self, name: str) -> str:
+        """On the outputs' thread: a known product is switched on the GUI thread."""
+        if name not in self.settings.products:
+            return f"it is not a product of this station ({', '.join(sorted(self.settings.products))})."
+        self._switch_relay.send(name)
+        return ""
+
     def start_live(self) -> None:
         """Start the camera and scoring; while the log is still opening, start once it is
         open, so that no verdict is made that the log never sees."""
@@ -289,10 +335,14 @@ class Services(QObject):
             self._start_when_log_ready = True
             return
         self.pipeline.start()
+        if self.line_outputs is not None:
+            self.line_outputs.line_running(True)
 
     def stop_live(self) -> None:
         self._start_when_log_ready = False
         self.pipeline.stop()                    # returns at once: the line stops itself
+        if self.line_outputs is not None:
+            self.line_outputs.line_running(False)   # the PLC sees Error: the line is stopped
 
     @property
     def live_requested(self) -> bool:
@@ -302,6 +352,8 @@ class Services(QObject):
         if self._start_when_log_ready and not self._shut_down:
             self._start_when_log_ready = False
             self.pipeline.start()
+            if self.line_outputs is not None:
+                self.line_outputs.line_running(True)
 
     # ---- closing -----------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -312,6 +364,9 @@ class Services(QObject):
         self.pipeline.stop()
         if not self.pipeline.join(10.0):       # closing: the one place that waits for the line
             log.warning("the scoring thread did not stop within 10 s")
+        if self.line_outputs is not None:      # closing: the one place that waits for them
+            self.line_outputs.stop()
+            self.line_outputs = None
         self.tasks.shutdown(timeout_s=60)
         lg = self.log or self._opened_log
         self.pipeline.log_submit = None

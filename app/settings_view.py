@@ -150,6 +150,9 @@ class SettingsScreen(QWidget):
         col.addWidget(model)
         row.addLayout(col, 1)
         v.addLayout(row)
+        from app.line_view import LineView     # Settings > Line (engine/outputs)
+        self.line_view = LineView(self.services)
+        v.addWidget(self.line_view)
         v.addWidget(self.message)
         v.addLayout(buttons)
         v.addWidget(QLabel(f"Settings file: {self.services.settings_path}"))
@@ -204,6 +207,7 @@ class SettingsScreen(QWidget):
         self.good_frames.setValue(s.good_frames)
         self.teacher.setText(s.teacher)
         self.products.setText(", ".join(s.products))
+        self.line_view.load(s.line)
         self.message.setText("")
 
     def form_settings(self):
@@ -227,7 +231,8 @@ class SettingsScreen(QWidget):
             image_size=self.image_size.value(), training_steps=self.steps.value(),
             training_minutes=self.minutes.value(),
             good_frames=self.good_frames.value(), teacher=self.teacher.text().strip() or "default",
-            products=products, current_product=current)
+            products=products, current_product=current,
+            line=self.line_view.line_settings(s.line))
 
     def apply(self) -> None:
         try:

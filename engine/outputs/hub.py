@@ -58,7 +58,9 @@ class LineOutputs:
         self.on_error = on_error
         self.pipeline = None
         self.loop = LoopThread()
-        self._queue: asyncio.Queue | None = None
+        # Made here (bound to the loop at first use): what is said before the outputs are
+        # open waits in it, in order, for the writer.
+        self._queue: asyncio.Queue = asyncio.Queue()
         self._counts: collections.Counter = collections.Counter()
         self._clock = threading.Lock()
         self._problems: collections.deque = collections.deque(maxlen=20)
@@ -66,6 +68,7 @@ class LineOutputs:
         self._state = LineState("ready")
         self._product_error = ""
         self._model_error = ""
+        self._stopped_error = ""
         self._halt = ""
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._timed_out: collections.deque = collections.deque(maxlen=100)
@@ -85,7 +88,9 @@ class LineOutputs:
         self._model_error = "the model is loading"
         self._state = LineState("error", self._model_error)
         self.loop.call(self._enqueue, ("state", None))     # outputs open already: say it
-        told = pipeline.on_model
+        # The client's own listener, kept once: outputs opened again do not stack up.
+        told = getattr(pipeline, "_client_on_model", None) or pipeline.on_model
+        pipeline._client_on_model = told
 
         def on_model(status) -> None:          # on the scoring / loader thread
             self.loop.call(self._enqueue, ("model", status))
@@ -112,8 +117,6 @@ class LineOutputs:
         self.loop.stop(timeout)
 
     async def _open_all(self) -> None:
-        self._queue = asyncio.Queue()
-        asyncio.ensure_future(self._writer())
         for out in self.outputs:
             try:
                 await out.open(self)
@@ -127,6 +130,7 @@ class LineOutputs:
                 out.error = f"{out.name} could not start ({type(exc).__name__}: {exc})."
                 self.problem("output", out.error)
                 self.on_error(out.name, exc)
+        asyncio.ensure_future(self._writer())
         self._opened.set()
 
     async def _close_all(self) -> None:
@@ -159,14 +163,18 @@ class LineOutputs:
     def _taken(self, part_id: str) -> None:           # scoring thread: a part is being judged
         self.loop.call(self._enqueue, ("busy", part_id))
 
+    def line_running(self, running: bool) -> None:
+        """The line was started or stopped (any thread): stopped is Error with the reason,
+        so that the PLC sends no part to a station that does not judge."""
+        self.loop.call(self._enqueue, ("running", bool(running)))
+
     def set_product(self, name: str) -> None:
         """The product the line judges now (any thread)."""
         self.loop.call(self._enqueue, ("product", name))
 
     # ---- on the loop: the one writer, in order -------------------------------------------
     def _enqueue(self, item) -> None:
-        if self._queue is not None:
-            self._queue.put_nowait(item)
+        self._queue.put_nowait(item)
 
     async def _writer(self) -> None:
         while True:
@@ -196,6 +204,9 @@ class LineOutputs:
             await self._set_state()
         elif kind == "state":
             await self._set_state(force=True)
+        elif kind == "running":
+            self._stopped_error = "" if arg else "the line is stopped"
+            await self._set_state()
         elif kind == "product":
             self._product_error = ""
             await self._set_state(product=arg)
@@ -264,7 +275,7 @@ class LineOutputs:
         s = self._state
         if product is not None:
             s = LineState(s.state, s.text, product, self.product_number(product))
-        error = self._product_error or self._model_error or self._halt
+        error = self._product_error or self._stopped_error or self._model_error or self._halt
         if error:
             s = LineState("error", error, s.product, s.product_number)
         else:

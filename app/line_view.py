@@ -1,0 +1,114 @@
+"""Settings > Line: the station's outputs to the PLC (engine/outputs) and a live view of what
+the PLC sees: each output's address, state and last written values, the problems counted.
+The form edits Settings.line (engine/settings.py: LineSettings); Apply on the Settings
+screen saves it and Services reopens the outputs. The live view only reads frozen values
+(LineOutputs.views(), problems()) on a timer: it never waits on the network."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QLabel, QLineEdit,
+                               QPlainTextEdit, QSpinBox, QVBoxLayout)
+
+
+def _port() -> QSpinBox:
+    s = QSpinBox()
+    s.setRange(1, 65535)
+    return s
+
+
+class LineView(QGroupBox):
+    def __init__(self, services):
+        super().__init__("Line (PLC outputs: OPC UA, Modbus TCP)")
+        self.services = services
+        f = QFormLayout()
+        self.enabled = QCheckBox("Serve the line outputs while the app runs")
+        self.host = QLineEdit()
+        self.host.setToolTip("127.0.0.1: this PC only. Any other address: OPC UA requires "
+                             "Basic256Sha256 SignAndEncrypt and the account below; Modbus TCP "
+                             "has no security of its own.")
+        self.opcua = QCheckBox("OPC UA")
+        self.opcua_port = _port()
+        self.opcua_user = QLineEdit()
+        self.opcua_password = QLineEdit()
+        self.opcua_password.setEchoMode(QLineEdit.EchoMode.Password)
+        self.modbus = QCheckBox("Modbus TCP (no security: bind it to the line's network only)")
+        self.modbus_port = _port()
+        self.trigger = QComboBox()
+        self.trigger.addItem("Free run (every frame is a part)", "free")
+        self.trigger.addItem("PLC trigger (OPC UA StartSingleJob, Modbus coil 0)", "plc")
+        self.pulse = QSpinBox()
+        self.pulse.setRange(10, 10_000)
+        self.pulse.setSuffix(" ms")
+        self.timeout = QSpinBox()
+        self.timeout.setRange(50, 600_000)
+        self.timeout.setSuffix(" ms")
+        self.safe = QComboBox()
+        self.safe.addItems(["FAIL", "REVIEW"])
+        self.numbers = QLineEdit()
+        self.numbers.setPlaceholderText("product names in PLC number order, comma separated "
+                                        "(empty: the products sorted by name)")
+        for label, w in (("", self.enabled), ("Interface", self.host), ("", self.opcua),
+                         ("OPC UA port", self.opcua_port), ("OPC UA user", self.opcua_user),
+                         ("OPC UA password", self.opcua_password), ("", self.modbus),
+                         ("Modbus port", self.modbus_port), ("Trigger", self.trigger),
+                         ("Result-valid pulse", self.pulse), ("Result timeout", self.timeout),
+                         ("Safe answer on timeout", self.safe), ("Product numbers", self.numbers)):
+            f.addRow(label, w)
+        self.live = QPlainTextEdit()
+        self.live.setReadOnly(True)
+        self.live.setMinimumHeight(140)
+        v = QVBoxLayout(self)
+        v.addLayout(f)
+        v.addWidget(QLabel("What the PLC sees now:"))
+        v.addWidget(self.live)
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self.refresh)
+        self._timer.start(500)
+
+    def load(self, line) -> None:
+        self.enabled.setChecked(line.enabled)
+        self.host.setText(line.host)
+        self.opcua.setChecked(line.opcua)
+        self.opcua_port.setValue(line.opcua_port)
+        self.opcua_user.setText(line.opcua_user)
+        self.opcua_password.setText(line.opcua_password)
+        self.modbus.setChecked(line.modbus)
+        self.modbus_port.setValue(line.modbus_port)
+        self.trigger.setCurrentIndex(max(0, self.trigger.findData(line.trigger)))
+        self.pulse.setValue(line.result_valid_ms)
+        self.timeout.setValue(line.timeout_ms)
+        self.safe.setCurrentText(line.timeout_verdict)
+        self.numbers.setText(", ".join(line.product_numbers))
+
+    def line_settings(self, line):
+        names = tuple(n.strip() for n in self.numbers.text().split(",") if n.strip())
+        return replace(line, enabled=self.enabled.isChecked(), host=self.host.text().strip(),
+                       opcua=self.opcua.isChecked(), opcua_port=self.opcua_port.value(),
+                       opcua_user=self.opcua_user.text().strip(),
+                       opcua_password=self.opcua_password.text(),
+                       modbus=self.modbus.isChecked(), modbus_port=self.modbus_port.value(),
+                       trigger=self.trigger.currentData(), result_valid_ms=self.pulse.value(),
+                       timeout_ms=self.timeout.value(), timeout_verdict=self.safe.currentText(),
+                       product_numbers=names)
+
+    def refresh(self) -> None:
+        outs = self.services.line_outputs
+        if outs is None:
+            text = "The line outputs are off (tick 'Serve the line outputs' and Apply)."
+        else:
+            st = outs.state
+            lines = [f"Station: {st.state.upper()}" + (f" — {st.text}" if st.text else "")
+                     + f"   product {st.product or '-'} (number {st.product_number})"]
+            for v in outs.views():
+                lines.append(f"{v.name} {v.address}: " + ("serving" if v.running else
+                                                          f"NOT SERVING — {v.error or 'starting'}"))
+                lines += [f"    {k} = {val}" for k, val in v.values if k != "address"]
+            counts = outs.counts()
+            if counts:
+                lines.append("Problems: " + ", ".join(f"{k} {n}" for k, n in sorted(counts.items())))
+                lines += [f"    {p.message}" for p in outs.problems()[-3:]]
+            text = "\n".join(lines)
+        if text != self.live.toPlainText():
+            self.live.setPlainText(text)
