@@ -126,3 +126,16 @@ def test_versions_list_compare_activate_and_roll_back(line):
     Path(second).unlink()
     with pytest.raises(Exception, match="gone"):
         versions.activation(s2, v3)
+
+
+def test_a_model_registered_before_versions_reads_as_a_version():
+    from engine.log import ModelInfo
+    old = ModelInfo("abc", "P 2026-01-01", "P", "/x/P-abc.pt", 0.4,
+                    {"holdout_false_reject_rate": 0.02, "steps": 300, "n_train": 36},
+                    created_us=5)
+    v = versions.from_info(old)
+    assert (v.model_id, v.steps, v.n_train, v.holdout_frr, v.threshold) == ("abc", 300, 36, 0.02, 0.4)
+    assert v.labels_used == () and v.trained_by == "" and not v.file_exists
+    assert versions.from_info(versions.to_info(v)) == v          # round trip through the table
+    odd = ModelInfo("z", "", "P", "p", 0.1, {"steps": "many", "labels_used": "?"})
+    assert versions.from_info(odd).steps == 0 and versions.from_info(odd).labels_used == ()
