@@ -304,7 +304,8 @@ class Services(QObject):
         cfg = line.outputs_config()
         cfg = replace(cfg, product_numbers=cfg.product_numbers or tuple(sorted(self.settings.products)))
         outs = LineOutputs(cfg, TriggerGate(self.settings.station, cfg.trigger),
-                           build_outputs(cfg, self.settings.station, self.data_dir / "certificates"),
+                           build_outputs(cfg, self.settings.station, self.data_dir / "certificates",
+                                         feed=self.feed),
                            switch_product=self._plc_switch,
                            on_error=lambda where, e: self.errors.report(where, e, serious=False))
         outs.attach(self.pipeline)

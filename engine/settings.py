@@ -219,9 +219,17 @@ class LineSettings:
     rest_port: int = 8000
     rest_token: str = ""             # required off localhost
     product_numbers: tuple[str, ...] = ()   # PLC product number n = the n-th name (empty: sorted names)
+    camera_line: str = ""            # GenICam camera output line raised on FAIL ("": none), e.g. Line1
+    camera_user_output: str = "UserOutput0"
 
     def problems(self) -> list[str]:
         out = []
+        if self.camera_line and not re.fullmatch(r"Line\d+", self.camera_line):
+            out.append(f"Line: the camera output line must be a line name such as Line1, not "
+                       f"{self.camera_line!r}.")
+        if not re.fullmatch(r"UserOutput\d+", self.camera_user_output):
+            out.append(f"Line: the camera user output must be such as UserOutput0, not "
+                       f"{self.camera_user_output!r}.")
         for name in ("opcua_port", "modbus_port", "rest_port"):
             if not 1 <= getattr(self, name) <= 65535:
                 out.append(f"Line: {name.replace('_', ' ')} must be a TCP port from 1 to 65535, "
@@ -343,7 +351,8 @@ _KINDS: dict[type, dict[str, str]] = {
                    "opcua_user": "text", "opcua_password": "text", "modbus": "bool",
                    "modbus_port": "whole", "trigger": "text", "result_valid_ms": "whole",
                    "timeout_ms": "whole", "timeout_verdict": "text", "rest": "bool",
-                   "rest_port": "whole", "rest_token": "text", "product_numbers": "texts"},
+                   "rest_port": "whole", "rest_token": "text", "product_numbers": "texts",
+                   "camera_line": "text", "camera_user_output": "text"},
     ProductSettings: {"model_file": "text", "threshold": "number?", "review_below": "number?",
                       "target_false_reject": "number"},
     Settings: {"schema_version": "whole", "station": "text", "operator": "text",

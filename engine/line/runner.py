@@ -95,7 +95,8 @@ class LineStation:
         self.config = dataclasses.replace(self.config, product_numbers=names)
         gate = TriggerGate(s.station, self.config.trigger)
         self.outputs = LineOutputs(self.config, gate,
-                                   build_outputs(self.config, s.station, self.data_dir / "certificates"),
+                                   build_outputs(self.config, s.station, self.data_dir / "certificates",
+                                                 feed=feed),
                                    switch_product=self.switch_product, on_error=self._error)
         self.outputs.attach(self.pipeline)
         return self
@@ -160,7 +161,7 @@ def outputs_config_from_args(a, base=None) -> object:
     cfg = base or OutputsConfig()
     given = {k: getattr(a, k) for k in ("host", "opcua_port", "modbus_port", "trigger",
                                          "result_valid_ms", "timeout_ms", "opcua_user",
-                                         "opcua_password", "rest_token")
+                                         "opcua_password", "rest_token", "camera_line")
              if getattr(a, k) is not None}
     if a.no_opcua:
         given["opcua"] = False
@@ -187,6 +188,8 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
                    help="a triggered part with no verdict by then gets FAIL (the safe answer)")
     p.add_argument("--opcua-user", default=None, help="the OPC UA account (required off localhost)")
     p.add_argument("--opcua-password", default=None)
+    p.add_argument("--camera-line", default=None,
+                   help="a GenICam camera output line (e.g. Line1) raised on FAIL for the pulse width")
     p.add_argument("--rest-port", type=int, default=None, help="serve the REST API on this port (0: off)")
     p.add_argument("--rest-token", default=None, help="the REST API's token (required off localhost)")
 

@@ -31,8 +31,9 @@ from engine.outputs.values import LineProblem, LineResult, LineState, OutputsCon
 log = logging.getLogger("inspect.outputs")
 
 
-def build_outputs(config: OutputsConfig, station: str, cert_dir) -> list[ResultOutput]:
-    """The outputs the configuration asks for (each imports its library only when used)."""
+def build_outputs(config: OutputsConfig, station: str, cert_dir, feed=None) -> list[ResultOutput]:
+    """The outputs the configuration asks for (each imports its library only when used);
+    feed: the CameraFeed whose GenICam camera drives config.camera_line."""
     outs: list[ResultOutput] = []
     if config.opcua:
         from engine.outputs.opcua_server import OpcUaOutput
@@ -40,6 +41,10 @@ def build_outputs(config: OutputsConfig, station: str, cert_dir) -> list[ResultO
     if config.modbus:
         from engine.outputs.modbus_server import ModbusOutput
         outs.append(ModbusOutput(config))
+    if config.camera_line:
+        from engine.outputs.camera_line import CameraLineOutput, nodes_of_feed
+        outs.append(CameraLineOutput(nodes_of_feed(feed), config.camera_line,
+                                     config.camera_user_output))
     return outs
 
 

@@ -39,6 +39,8 @@ class OutputsConfig:
     rest: bool = False
     rest_port: int = 8000
     rest_token: str = ""             # required when the REST API is bound off localhost
+    camera_line: str = ""            # a GenICam camera output line driven on FAIL ("" = none), e.g. Line1
+    camera_user_output: str = "UserOutput0"
 
     @property
     def local(self) -> bool:
