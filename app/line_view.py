@@ -46,6 +46,13 @@ class LineView(QGroupBox):
         self.timeout.setSuffix(" ms")
         self.safe = QComboBox()
         self.safe.addItems(["FAIL", "REVIEW"])
+        self.rest = QCheckBox("REST API for the MES (a token is required off localhost)")
+        self.rest_port = _port()
+        self.rest_token = QLineEdit()
+        self.rest_token.setEchoMode(QLineEdit.EchoMode.Password)
+        self.camera_line = QLineEdit()
+        self.camera_line.setPlaceholderText("a GenICam camera output line raised on FAIL, e.g. Line1 "
+                                            "(empty: none)")
         self.numbers = QLineEdit()
         self.numbers.setPlaceholderText("product names in PLC number order, comma separated "
                                         "(empty: the products sorted by name)")
@@ -54,7 +61,9 @@ class LineView(QGroupBox):
                          ("OPC UA password", self.opcua_password), ("", self.modbus),
                          ("Modbus port", self.modbus_port), ("Trigger", self.trigger),
                          ("Result-valid pulse", self.pulse), ("Result timeout", self.timeout),
-                         ("Safe answer on timeout", self.safe), ("Product numbers", self.numbers)):
+                         ("Safe answer on timeout", self.safe), ("Product numbers", self.numbers),
+                         ("", self.rest), ("REST port", self.rest_port), ("REST token", self.rest_token),
+                         ("Camera output line", self.camera_line)):
             f.addRow(label, w)
         self.live = QPlainTextEdit()
         self.live.setReadOnly(True)
@@ -81,6 +90,10 @@ class LineView(QGroupBox):
         self.timeout.setValue(line.timeout_ms)
         self.safe.setCurrentText(line.timeout_verdict)
         self.numbers.setText(", ".join(line.product_numbers))
+        self.rest.setChecked(line.rest)
+        self.rest_port.setValue(line.rest_port)
+        self.rest_token.setText(line.rest_token)
+        self.camera_line.setText(line.camera_line)
 
     def line_settings(self, line):
         names = tuple(n.strip() for n in self.numbers.text().split(",") if n.strip())
@@ -91,7 +104,9 @@ class LineView(QGroupBox):
                        modbus=self.modbus.isChecked(), modbus_port=self.modbus_port.value(),
                        trigger=self.trigger.currentData(), result_valid_ms=self.pulse.value(),
                        timeout_ms=self.timeout.value(), timeout_verdict=self.safe.currentText(),
-                       product_numbers=names)
+                       product_numbers=names, rest=self.rest.isChecked(),
+                       rest_port=self.rest_port.value(), rest_token=self.rest_token.text(),
+                       camera_line=self.camera_line.text().strip())
 
     def refresh(self) -> None:
         outs = self.services.line_outputs
@@ -105,6 +120,9 @@ class LineView(QGroupBox):
                 lines.append(f"{v.name} {v.address}: " + ("serving" if v.running else
                                                           f"NOT SERVING — {v.error or 'starting'}"))
                 lines += [f"    {k} = {val}" for k, val in v.values if k != "address"]
+            rest = self.services.rest
+            if rest is not None:
+                lines.append(f"REST API {rest.address}: serving")
             counts = outs.counts()
             if counts:
                 lines.append("Problems: " + ", ".join(f"{k} {n}" for k, n in sorted(counts.items())))

@@ -62,6 +62,7 @@ class Services(QObject):
                                  on_error=lambda where, e: errors.report(where, e, serious=False),
                                  log_guard=self.log_problem)
         self.line_outputs = None             # engine.outputs.LineOutputs when Settings > Line is on
+        self.rest = None                     # engine.outputs.rest.RestServer when Settings > Line serves it
         self._switch_relay = Relay(self.switch_product, self)   # the PLC's product switch
         self.restart_outputs()               # nothing unless Settings > Line turns them on
 
@@ -294,10 +295,17 @@ class Services(QObject):
         """Close the running outputs (on a worker: closing waits on the network) and open
         the ones Settings > Line asks for; a port in use is said by the error handler."""
         old, self.line_outputs = self.line_outputs, None
+        old_rest, self.rest = self.rest, None
         line = self.settings.line
-        if not line.enabled:
+
+        def close_old() -> None:
+            if old_rest is not None:
+                old_rest.stop()
             if old is not None:
-                self.tasks.call("Closing the line outputs", old.stop)
+                old.stop()
+        if not line.enabled:
+            if old is not None or old_rest is not None:
+                self.tasks.call("Closing the line outputs", close_old)
             return
         from engine.line.trigger import TriggerGate
         from engine.outputs import LineOutputs, build_outputs
@@ -313,13 +321,15 @@ class Services(QObject):
         product, running, model = self.settings.current_product, self.pipeline.requested, self.model_info
 
         def swap() -> None:                    # the old ones free their ports first
-            if old is not None:
-                old.stop()
+            close_old()
             outs.start()
             outs.set_product(product)
             outs.line_running(running)
             if model is not None:              # the model is loaded already: say so
                 outs.loop.call(outs._enqueue, ("model", model))
+            if cfg.rest:                       # a failure (no token off localhost) is said
+                from engine.outputs.rest import RestServer, ServicesView
+                self.rest = RestServer(ServicesView(self, outs)).start()
         self.tasks.call("Opening the line outputs", swap)
 
     def _plc_switch(self, name: str) -> str:
@@ -365,6 +375,9 @@ class Services(QObject):
         self.pipeline.stop()
         if not self.pipeline.join(10.0):       # closing: the one place that waits for the line
             log.warning("the scoring thread did not stop within 10 s")
+        if self.rest is not None:
+            self.rest.stop()
+            self.rest = None
         if self.line_outputs is not None:      # closing: the one place that waits for them
             self.line_outputs.stop()
             self.line_outputs = None

@@ -30,6 +30,9 @@ def test_line_page_turns_the_outputs_on_and_shows_what_the_plc_reads(qtbot, tmp_
         screen.line_view.enabled.setChecked(True)
         screen.line_view.opcua.setChecked(False)
         screen.line_view.modbus_port.setValue(port)
+        rest_port = free_port()
+        screen.line_view.rest.setChecked(True)
+        screen.line_view.rest_port.setValue(rest_port)
         screen.products.setText("demo part, gear")
         screen.apply()
         assert "Saved" in screen.message.text(), screen.message.text()
@@ -48,5 +51,11 @@ def test_line_page_turns_the_outputs_on_and_shows_what_the_plc_reads(qtbot, tmp_
         c.write_register(0, 2, device_id=1)          # "gear" is number 2 (sorted names)
         qtbot.waitUntil(lambda: services.settings.current_product == "gear", timeout=5000)
         c.close()
+        # the REST API of the GUI's station: a real uvicorn server, an HTTP client
+        import httpx
+        qtbot.waitUntil(lambda: services.rest is not None, timeout=15000)
+        st = httpx.get(f"http://127.0.0.1:{rest_port}/status", timeout=10).json()
+        assert st["product"] == "gear" and st["state"]["text"] == "the line is stopped"
+        assert f"REST API http://127.0.0.1:{rest_port}/: serving" in shown()
     finally:
         services.shutdown()

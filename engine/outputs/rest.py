@@ -84,6 +84,8 @@ def build_app(station, token: str = ""):
                 limit: int = Query(50, ge=1, le=1000), after_t_us: int | None = None,
                 after_id: int | None = None) -> dict:
         from engine.log.queries import InspectionFilter, PageCursor
+        if station.lg is None:
+            raise HTTPException(503, "the inspection log is not open yet")
         bad = [v for v in verdict if v not in ("PASS", "FAIL", "REVIEW")]
         if bad:
             raise HTTPException(422, f"verdict must be PASS, FAIL or REVIEW, not {bad[0]!r}")
@@ -116,6 +118,19 @@ def build_app(station, token: str = ""):
         return {"product": choice.name}
 
     return app
+
+
+class ServicesView:
+    """The GUI's Services as the REST API sees a station (the same names as the runner's
+    LineStation), read live so that a product switched in the GUI shows at once."""
+
+    def __init__(self, services, outputs):
+        self.services, self.outputs, self.config = services, outputs, outputs.config
+
+    pipeline = property(lambda self: self.services.pipeline)
+    settings = property(lambda self: self.services.settings)
+    product = property(lambda self: self.services.settings.current_product)
+    lg = property(lambda self: self.services.log)
 
 
 class RestServer:
