@@ -20,7 +20,7 @@ def _port() -> QSpinBox:
 
 class LineView(QGroupBox):
     def __init__(self, services):
-        super().__init__("Line (PLC outputs: OPC UA, Modbus TCP)")
+        super().__init__("Line (outputs to the PLC and MES: OPC UA, Modbus TCP, REST, MQTT, camera line)")
         self.services = services
         f = QFormLayout()
         self.enabled = QCheckBox("Serve the line outputs while the app runs")
@@ -53,6 +53,9 @@ class LineView(QGroupBox):
         self.camera_line = QLineEdit()
         self.camera_line.setPlaceholderText("a GenICam camera output line raised on FAIL, e.g. Line1 "
                                             "(empty: none)")
+        self.mqtt = QLineEdit()
+        self.mqtt.setPlaceholderText("MQTT broker to publish results to, e.g. mqtt://broker:1883 "
+                                     "(empty: none)")
         self.numbers = QLineEdit()
         self.numbers.setPlaceholderText("product names in PLC number order, comma separated "
                                         "(empty: the products sorted by name)")
@@ -63,7 +66,7 @@ class LineView(QGroupBox):
                          ("Result-valid pulse", self.pulse), ("Result timeout", self.timeout),
                          ("Safe answer on timeout", self.safe), ("Product numbers", self.numbers),
                          ("", self.rest), ("REST port", self.rest_port), ("REST token", self.rest_token),
-                         ("Camera output line", self.camera_line)):
+                         ("Camera output line", self.camera_line), ("MQTT broker", self.mqtt)):
             f.addRow(label, w)
         self.live = QPlainTextEdit()
         self.live.setReadOnly(True)
@@ -94,6 +97,7 @@ class LineView(QGroupBox):
         self.rest_port.setValue(line.rest_port)
         self.rest_token.setText(line.rest_token)
         self.camera_line.setText(line.camera_line)
+        self.mqtt.setText(line.mqtt_url)
 
     def line_settings(self, line):
         names = tuple(n.strip() for n in self.numbers.text().split(",") if n.strip())
@@ -106,7 +110,7 @@ class LineView(QGroupBox):
                        timeout_ms=self.timeout.value(), timeout_verdict=self.safe.currentText(),
                        product_numbers=names, rest=self.rest.isChecked(),
                        rest_port=self.rest_port.value(), rest_token=self.rest_token.text(),
-                       camera_line=self.camera_line.text().strip())
+                       camera_line=self.camera_line.text().strip(), mqtt_url=self.mqtt.text().strip())
 
     def refresh(self) -> None:
         outs = self.services.line_outputs

@@ -221,6 +221,10 @@ class LineSettings:
     product_numbers: tuple[str, ...] = ()   # PLC product number n = the n-th name (empty: sorted names)
     camera_line: str = ""            # GenICam camera output line raised on FAIL ("": none), e.g. Line1
     camera_user_output: str = "UserOutput0"
+    mqtt_url: str = ""               # an MQTT broker to publish to ("": none), e.g. mqtt://broker:1883
+    mqtt_topic: str = ""             # "": inspect/STATION
+    mqtt_user: str = ""
+    mqtt_password: str = ""
 
     def problems(self) -> list[str]:
         out = []
@@ -242,6 +246,9 @@ class LineSettings:
             out.append(f"Line: the result timeout must be 50 to 600,000 ms, not {self.timeout_ms}.")
         if self.timeout_verdict not in ("FAIL", "REVIEW"):
             out.append(f"Line: the safe answer must be FAIL or REVIEW, not {self.timeout_verdict!r}.")
+        if self.mqtt_url and not re.fullmatch(r"(mqtt://|tcp://)?[\w.\-\[\]:]+(:\d+)?/?", self.mqtt_url):
+            out.append(f"Line: the MQTT broker must be an address such as mqtt://broker:1883, not "
+                       f"{self.mqtt_url!r}.")
         if not self.host.strip():
             out.append("Line: the interface (host) must not be empty; 127.0.0.1 is this PC only.")
         return out
@@ -352,7 +359,8 @@ _KINDS: dict[type, dict[str, str]] = {
                    "modbus_port": "whole", "trigger": "text", "result_valid_ms": "whole",
                    "timeout_ms": "whole", "timeout_verdict": "text", "rest": "bool",
                    "rest_port": "whole", "rest_token": "text", "product_numbers": "texts",
-                   "camera_line": "text", "camera_user_output": "text"},
+                   "camera_line": "text", "camera_user_output": "text", "mqtt_url": "text",
+                   "mqtt_topic": "text", "mqtt_user": "text", "mqtt_password": "text"},
     ProductSettings: {"model_file": "text", "threshold": "number?", "review_below": "number?",
                       "target_false_reject": "number"},
     Settings: {"schema_version": "whole", "station": "text", "operator": "text",

@@ -161,7 +161,8 @@ def outputs_config_from_args(a, base=None) -> object:
     cfg = base or OutputsConfig()
     given = {k: getattr(a, k) for k in ("host", "opcua_port", "modbus_port", "trigger",
                                          "result_valid_ms", "timeout_ms", "opcua_user",
-                                         "opcua_password", "rest_token", "camera_line")
+                                         "opcua_password", "rest_token", "camera_line",
+                                         "mqtt_url", "mqtt_topic")
              if getattr(a, k) is not None}
     if a.no_opcua:
         given["opcua"] = False
@@ -190,6 +191,9 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--opcua-password", default=None)
     p.add_argument("--camera-line", default=None,
                    help="a GenICam camera output line (e.g. Line1) raised on FAIL for the pulse width")
+    p.add_argument("--mqtt-url", default=None,
+                   help="publish results and state to this MQTT broker, e.g. mqtt://broker:1883")
+    p.add_argument("--mqtt-topic", default=None, help="topic prefix (default inspect/STATION)")
     p.add_argument("--rest-port", type=int, default=None, help="serve the REST API on this port (0: off)")
     p.add_argument("--rest-token", default=None, help="the REST API's token (required off localhost)")
 

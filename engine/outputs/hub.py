@@ -45,6 +45,10 @@ def build_outputs(config: OutputsConfig, station: str, cert_dir, feed=None) -> l
         from engine.outputs.camera_line import CameraLineOutput, nodes_of_feed
         outs.append(CameraLineOutput(nodes_of_feed(feed), config.camera_line,
                                      config.camera_user_output))
+    if config.mqtt_url:
+        from engine.outputs.mqtt_output import MqttOutput
+        outs.append(MqttOutput(config.mqtt_url, config.mqtt_topic or f"inspect/{station}",
+                               config.mqtt_user, config.mqtt_password))
     return outs
 
 

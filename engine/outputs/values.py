@@ -41,6 +41,10 @@ class OutputsConfig:
     rest_token: str = ""             # required when the REST API is bound off localhost
     camera_line: str = ""            # a GenICam camera output line driven on FAIL ("" = none), e.g. Line1
     camera_user_output: str = "UserOutput0"
+    mqtt_url: str = ""               # a broker to publish to ("" = none), e.g. mqtt://broker:1883
+    mqtt_topic: str = ""             # "" = inspect/STATION
+    mqtt_user: str = ""
+    mqtt_password: str = ""
 
     @property
     def local(self) -> bool:
