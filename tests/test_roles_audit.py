@@ -147,6 +147,7 @@ def _log_fail(w) -> int:
 
 def test_roles_off_behaves_as_before(win):
     c = win.access_controls
+    assert c.missing == []                                  # every gated widget was found
     assert not c.toolbar_action.isVisible()                 # no login on the toolbar
     for w in (win.threshold.apply_button, win.settings_screen.apply_button, win.live.camera_box,
               win.learn.roi):
