@@ -56,7 +56,7 @@ def modbus(cfg):
     return c
 
 
-def test_bad_modbus_input_is_said_counted_and_the_station_stays_safe(tmp_path):
+def test_bad_modbus_input_is_said_counted_and_the_station_stays_safe(tmp_path, caplog):
     hub, cfg, switched = make_hub(tmp_path)
     c = modbus(cfg)
     try:
@@ -64,6 +64,10 @@ def test_bad_modbus_input_is_said_counted_and_the_station_stays_safe(tmp_path):
         assert c.read_input_registers(200, count=2, device_id=1).isError()   # not in the map
         wait_for(lambda: hub.counts().get("register") == 1, 5, "the bad address counted")
         assert "input registers 200..201" in hub.problems()[-1].message
+        assert c.read_input_registers(200, count=2, device_id=1).isError()   # the PLC repeats it
+        wait_for(lambda: hub.counts().get("register") == 2, 5, "the repeat counted")
+        said = [r for r in caplog.records if "input registers 200..201" in r.getMessage()]
+        assert len(said) == 1                          # the log file has it once a minute
         # an unknown product number: refused to the PLC, Error with the reason, counted
         assert c.write_register(0, 7, device_id=1).isError()
         wait_for(lambda: c.read_discrete_inputs(0, count=8, device_id=1).bits[DI_ERROR], 5, "Error")

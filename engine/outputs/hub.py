@@ -73,6 +73,7 @@ class LineOutputs:
         self._counts: collections.Counter = collections.Counter()
         self._clock = threading.Lock()
         self._problems: collections.deque = collections.deque(maxlen=20)
+        self._said: dict[str, float] = {}
         self._seq = 0
         self._state = LineState("ready")
         self._product_error = ""
@@ -359,11 +360,21 @@ class LineOutputs:
 
     def problem(self, kind: str, message: str) -> None:
         """Bad input: one sentence in the log file and to the listener, counted by kind."""
+        now = time.monotonic()
         with self._clock:
             self._counts[kind] += 1
             p = LineProblem(kind, message, self._counts[kind])
             self._problems.append(p)
-        log.warning("line outputs: %s", message)
+            # A PLC repeating the same mistake every cycle is counted each time, but the
+            # log file gets the sentence once a minute.
+            said = self._said.get(message)
+            tell = said is None or now - said >= 60.0
+            if tell:
+                self._said[message] = now
+                if len(self._said) > 1000:
+                    self._said.clear()
+        if tell:
+            log.warning("line outputs: %s", message)
         try:
             self.on_problem(p)
         except Exception:                     # noqa: BLE001 - a listener must not stop the line
