@@ -82,6 +82,13 @@ class Change:
     action: str          # what engine.users must allow for it (engine/users.ACTIONS)
 
 
+SECRET_WORDS = ("password", "token", "secret")      # such settings are said as set, never written
+
+
+def _hidden(value) -> str | None:
+    return "(set)" if value else None
+
+
 def _flat(d: dict, prefix: str = "") -> dict[str, object]:
     out: dict[str, object] = {}
     for k, v in d.items():
@@ -114,6 +121,9 @@ def settings_changes(old, new) -> list[Change]:
         if fa.get(key) == fb.get(key) or key == "schema_version":
             continue
         before, after = fa.get(key), fb.get(key)
+        if any(word in key for word in SECRET_WORDS):    # never a password in the trail
+            before, after = _hidden(before), _hidden(after)
+            after = "(changed)" if before and after else after
         section, _, fld = key.partition(".")
         if section == "camera":
             out.append(Change("camera", f"camera: {fld}", before, after, "camera"))

@@ -104,6 +104,12 @@ def test_settings_changes_name_each_field():
                    ("threshold", "demo part: threshold", "threshold"): (None, 0.3),
                    ("model", "demo part: model", "model"): (None, "m.pt")}
     assert settings_changes(a, a) == []
+    # the line's outputs are "outputs" (administrator); a password is never written
+    c = replace(a, line=replace(a.line, enabled=True, opcua_password="hunter22"))
+    got = {c.target: (c.kind, c.old, c.new, c.action) for c in settings_changes(a, c)}
+    assert got["line.enabled"] == ("outputs", False, True, "outputs")
+    assert got["line.opcua_password"] == ("outputs", None, "(set)", "outputs")
+    assert "hunter22" not in repr(settings_changes(a, c))
 
 
 # ---- the app --------------------------------------------------------------------------------
