@@ -124,7 +124,7 @@ def audit_main(argv: list[str]) -> int:
     import argparse
     from app.main import default_data_dir
     from engine.audit import parse_day, print_audit
-    from engine.errors import run_command
+    from engine.errors import InspectError, run_command
     p = argparse.ArgumentParser(prog="python main.py audit",
                                 description="Print the audit trail (who changed what, when, "
                                             "old → new), oldest first.")
@@ -141,8 +141,11 @@ def audit_main(argv: list[str]) -> int:
     def run() -> int:
         since = parse_day(args.since)
         until = parse_day(args.until) if args.until else None
-        print_audit(args.log or _log_location(args.data_dir or default_data_dir()), since, until,
-                    kind=args.kind, who=args.who, as_csv=args.csv)
+        where = args.log or _log_location(args.data_dir or default_data_dir())
+        if "://" not in str(where) and not Path(where).exists():     # never create one here
+            raise InspectError(f"There is no inspection log at {where}: give the app's "
+                               "--data-dir, or --log with the log's folder or database URL.")
+        print_audit(where, since, until, kind=args.kind, who=args.who, as_csv=args.csv)
         return 0
     return run_command(run)
 

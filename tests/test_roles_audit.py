@@ -299,6 +299,11 @@ def test_audit_screen_and_command(win, qtbot, tmp_path):
                           "--data-dir", str(data)], cwd=ROOT, capture_output=True, text=True,
                          timeout=60)
     assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr
+    none = subprocess.run([sys.executable, "main.py", "audit", "--since", day,
+                           "--data-dir", str(tmp_path / "nowhere")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert none.returncode == 2 and "no inspection log" in none.stderr
+    assert not (tmp_path / "nowhere").exists()
 
 
 def test_a_long_job_keeps_the_role_of_who_started_it(win, tmp_path):
