@@ -40,8 +40,11 @@ from engine.model import PDN_STRIDE, ModelConfig, pdn_output_size
 # 0.866 / 0.941 for out2 + out4 + out10.
 QUICK_STAGES = ("out4", "out10")
 FEATURE_STRIDE = 8              # the first stage's grid: one patch per 8 input pixels
-PROJECTION_DIM = 128            # the coreset is chosen on a random projection (PatchCore)
-MAX_CANDIDATES = 200_000        # patches the coreset is chosen from (a random subset beyond)
+# The coreset is chosen on a random projection (PatchCore uses 128 dimensions). 64: choosing
+# 10,000 of 51,200 patches took 10.6 s against 50.6 s at 128 (one thread, AMD EPYC dev VM,
+# the same run): the projected patches then stay in the CPU's cache through the loop.
+PROJECTION_DIM = 64
+MAX_CANDIDATES = 100_000        # patches the coreset is chosen from (a random subset beyond)
 MAX_BANK_BYTES = 1 << 30        # a bank above this is refused (scoring would crawl, too)
 QUERY_CHUNK = 4096              # patches per distance matrix while scoring
 
@@ -167,14 +170,19 @@ def greedy_coreset(feats: torch.Tensor, n: int, seed: int, should_stop=lambda: F
     if x.shape[1] > PROJECTION_DIM:
         proj = torch.randn(x.shape[1], PROJECTION_DIM, generator=g) / PROJECTION_DIM ** 0.5
         x = x @ proj.to(x.device)                                          # (N,128)
+    x = x.contiguous()
     sq = (x * x).sum(1)
     chosen = torch.empty(n, dtype=torch.long)
     chosen[0] = int(torch.randint(len(x), (1,), generator=g))
     min_d = sq - 2 * (x @ x[chosen[0]]) + sq[chosen[0]]
+    d = torch.empty_like(min_d)
     for i in range(1, n):
         j = int(torch.argmax(min_d))
         chosen[i] = j
-        torch.minimum(min_d, sq - 2 * (x @ x[j]) + sq[j], out=min_d)
+        # |x - x_j|² for every row, in place: no temporaries in the hot loop
+        torch.mv(x, x[j], out=d)
+        d.mul_(-2.0).add_(sq).add_(sq[j])
+        torch.minimum(min_d, d, out=min_d)
         if i % 500 == 0:
             if should_stop():
                 from engine.train import TrainingCancelled
