@@ -38,6 +38,16 @@ class LearnedModel:
     """What a finished training hands the GUI thread: the pending model file and its meta."""
     path: str
     meta: ModelMeta
+    ms_per_part: float = 0.0          # scoring time on this PC (held-out parts), for staging
+
+
+# What Learn builds (Settings.learn_plan): the kinds, in the order they are built.
+PLAN_KINDS = {"staged": ("quick", "efficientad"), "quick": ("quick",),
+              "efficientad": ("efficientad",)}
+PLAN_NAMES = {"staged": "Quick model now, EfficientAD behind it (the better one judges)",
+              "quick": "Quick model only (about a minute, no training)",
+              "efficientad": "EfficientAD only"}
+PINS = (("", "the better one"), ("quick", "the quick model"), ("efficientad", "EfficientAD"))
 
 class LearnScreen(QWidget):
     saved = Signal(str)                   # product name, after the model is in use
@@ -110,6 +120,9 @@ class LearnScreen(QWidget):
         self.target_frr.setSingleStep(0.5)
         self.target_frr.setDecimals(1)
         self.target_frr.setSuffix(" % of good parts")
+        self.plan_choice = QComboBox()
+        for key, text in PLAN_NAMES.items():
+            self.plan_choice.addItem(text, key)
         self.layout_preview = RoiEditor(self.roi, self.polygon)   # drag the region on it
         self.layout_text = QLabel("")
         self.layout_text.setWordWrap(True)
@@ -185,6 +198,14 @@ class LearnScreen(QWidget):
                                        "set and every part marked as false reject, then compare")
         self.relearn_button.clicked.connect(self.relearn)
         row.addWidget(self.relearn_button)
+        # staged Learn: which of the two models judges (engine/staged.py); either can be pinned
+        self.pin = QComboBox()
+        for key, text in PINS:
+            self.pin.addItem(text, key)
+        self.pin.setToolTip("After a staged Learn: keep the better model live, or pin one kind")
+        self.pin.currentIndexChanged.connect(lambda _i: self._apply_staged_choice())
+        row.addWidget(QLabel("Live:"))
+        row.addWidget(self.pin)
         v = QVBoxLayout(step3)
         v.addWidget(self.hist, 1)
         v.addWidget(self.result_text)
@@ -204,6 +225,7 @@ class LearnScreen(QWidget):
         self._loading = True                  # fill the layout fields without re-saving them
         self.image_size.setValue(s.image_size)
         self.target_frr.setValue(100 * s.product.target_false_reject)
+        self.plan_choice.setCurrentIndex(max(0, self.plan_choice.findData(s.learn_plan)))
         self.tiling.setChecked(s.layout.tiling)
         self.tile_scale.setValue(s.layout.tile_scale)
         self.roi.setText(", ".join(str(v) for v in s.layout.roi) if s.layout.roi else "")
@@ -337,52 +359,60 @@ class LearnScreen(QWidget):
 
     # ---- step 2: train -------------------------------------------------------------------
     def train(self) -> None:
-        from engine.model import save_checkpoint
-        from engine.train import TrainConfig, train
+        """Learn good parts: the plan's kinds one after the other (staged: the quick model,
+        made live at once, then EfficientAD behind it; the better one then judges)."""
         images = self.chosen_images()
         try:
-            model_cfg = self.model_config()
-            s = replace(self.services.settings, image_size=model_cfg.image_size,
-                        layout=self.layout_settings())
-            s.validate()
-            if model_cfg.uses_layout:              # every picture must fit the layout
-                from engine.layout import Layout
-                for hw in {im.shape[:2] for im in images}:
-                    Layout.of(model_cfg, hw)
-            cfg = TrainConfig(model=model_cfg, steps=s.training_steps, teacher=s.teacher,
-                              minutes=s.training_minutes or None,
-                              penalty=s.penalty, device=s.device,
-                              target_frr=self.target_frr.value() / 100)
+            cfg, s = self._train_config(images)
         except InspectError as exc:
             self.services.errors.report("Learning", exc)
             return
         if s != self.services.settings:            # the next Learn starts from these
             self.services.save(s)
-        models_dir = self.services.models_dir
-        resume = models_dir / "training.partial.pt"
-
-        def work(progress, should_stop):           # on a worker thread
-            models_dir.mkdir(parents=True, exist_ok=True)
-            if resume.exists():                    # a resume file of other images is refused
-                resume.unlink()
-            result = train(cfg, images, progress, should_stop, resume_path=resume)
-            path = models_dir / f"pending-{result.meta['model_id']}.pt"
-            save_checkpoint(result.model, path, result.meta)
-            from engine.card import write_card
-            write_card(path, result.meta)              # MODEL.card.txt beside it, in words
-            resume.unlink(missing_ok=True)         # only once the model is safe on disk
-            return LearnedModel(str(path), ModelMeta.from_dict(result.meta))
-
+        self._cfg = cfg
+        self._stages = PLAN_KINDS[s.learn_plan]
+        self._staged: dict[str, LearnedModel] = {}      # kind -> model (its file once saved)
+        self._saved: dict[str, str] = {}                 # kind -> saved model file
+        self._staged_product = self.product_name.currentText().strip()
         self.result = None
         self._trained_images = images            # kept with the version on Save (relearn)
         from app.versions import who
         self._trainer = who(self.services)
+        self._start_stage()
+
+    def _train_config(self, images):
+        """-> (TrainConfig, Settings with this screen's layout and plan); InspectError if not."""
+        from engine.train import TrainConfig
+        model_cfg = self.model_config()
+        s = replace(self.services.settings, image_size=model_cfg.image_size,
+                    layout=self.layout_settings(), learn_plan=self.plan_choice.currentData())
+        s.validate()
+        if model_cfg.uses_layout:              # every picture must fit the layout
+            from engine.layout import Layout
+            for hw in {im.shape[:2] for im in images}:
+                Layout.of(model_cfg, hw)
+        cfg = TrainConfig(model=model_cfg, steps=s.training_steps, teacher=s.teacher,
+                          minutes=s.training_minutes or None, penalty=s.penalty, device=s.device,
+                          target_frr=self.target_frr.value() / 100)
+        return cfg, s
+
+    def _start_stage(self) -> None:
+        from engine.staged import KIND_NAMES
+        kind = self._stages[len(self._staged)]
+        cfg = replace(self._cfg, model=replace(self._cfg.model, kind=kind))
+        images, backend = self._trained_images, self.services.backend
+        models_dir = self.services.models_dir
+
+        def work(progress, should_stop):           # on a worker thread
+            return learn_and_write(cfg, images, models_dir, backend, progress, should_stop)
+
         self._last = None
         self._t0 = time.monotonic()
         self.progress.setValue(0)
-        self.progress_text.setText(f"Learning from {len(images)} good parts …")
-        self.job = self.services.tasks.run("Learning good parts", work, on_done=self._trained,
-                                           on_progress=self._progress,
+        behind = " behind the quick model, which judges the line meanwhile" if self._staged else ""
+        self.progress_text.setText(f"Learning ({KIND_NAMES[kind]}) from {len(images)} good parts{behind} …")
+        self.job = self.services.tasks.run(f"Learning good parts ({KIND_NAMES[kind]})", work,
+                                           on_done=self._trained, on_progress=self._progress,
                                            on_failed=self._train_failed,
                                            on_finished=self._update_buttons)
         self._update_buttons()
@@ -413,8 +443,10 @@ class LearnScreen(QWidget):
             self.progress_text.setText("Cancelling …")
 
     def _train_failed(self, exc) -> None:
-        self.progress_text.setText("Learning cancelled." if self.job and self.job.cancelled
-                                   else f"Learning failed: {exc}")
+        text = "Learning cancelled." if self.job and self.job.cancelled else f"Learning failed: {exc}"
+        if getattr(self, "_saved", None):          # staged: the quick model judges on
+            text += " The quick model stays in use."
+        self.progress_text.setText(text)
 
     def _trained(self, result: LearnedModel) -> None:
         self.result = result
@@ -434,11 +466,52 @@ class LearnScreen(QWidget):
         took = time.monotonic() - self._t0
         self.progress_text.setText(f"Learned in {took:.0f} s.")
         self.result_text.setText(learn_result_text(meta))
+        if len(getattr(self, "_stages", ())) > 1:
+            self._staged[meta.kind] = result
+            if len(self._staged) == 1:             # the quick model: live now, then EfficientAD
+                self.progress_text.setText(f"Quick model learned in {took:.0f} s; saving it for "
+                                           f"{self._staged_product} …")
+                self.save(result, self._staged_product, then=self._start_stage)
+            else:
+                self._apply_staged_choice()
+
+    # ---- staged Learn: the better of the two models judges --------------------------------
+    def _apply_staged_choice(self) -> None:
+        """Both kinds learned: choose (or follow the pin), say why, and make it live."""
+        staged = getattr(self, "_staged", {})
+        if len(staged) < 2 or len(self._stages) < 2:
+            return
+        from engine.staged import Candidate, choose
+        cands = [Candidate(k, staged[k].meta, staged[k].ms_per_part) for k in self._stages]
+        gpu = self.services.pipeline.device == "cuda"
+        choice = choose(*cands, pin=self.pin.currentData() or None,
+                        prefer_on_tie="efficientad" if gpu else None)
+        chosen = staged[choice.kind]
+        self.result = None                         # both are handled here, not by Save
+        self.result_text.setText(learn_result_text(chosen.meta) + "\nStaged Learn — " + choice.text())
+        if choice.kind in self._saved:
+            self._use_saved(self._saved[choice.kind], chosen.meta)
+        else:
+            self.save(chosen, self._staged_product)
+        self._update_buttons()
+
+    def _use_saved(self, path: str, meta: ModelMeta) -> None:
+        s = self.services.settings
+        name = self._staged_product
+        if s.products.get(name) is not None and s.products[name].model_file == path:
+            return                                 # already the one judging
+        product = replace(s.products.get(name, ProductSettings()), model_file=path)
+        self.services.save(replace(s.with_product(name, product), current_product=name))
+        self.progress_text.setText(f"{name} now uses the {meta.title} ({Path(path).name}).")
+
 
     # ---- step 3: save --------------------------------------------------------------------
-    def save(self) -> None:
-        name = self.product_name.currentText().strip()
-        if self.result is None:
+    def save(self, result: LearnedModel | None = None, name: str | None = None, then=None) -> None:
+        """Save a learned model (the last one, by default) for a product and make it live;
+        `then()` runs on the GUI thread once it is in use (staged Learn goes on from there)."""
+        name = (self.product_name.currentText() if name is None else name).strip()
+        result = result or self.result
+        if result is None:
             return
         s = self.services.settings
         try:                                             # name check before any file moves
@@ -446,7 +519,7 @@ class LearnScreen(QWidget):
         except InspectError as exc:
             self.services.errors.report("Saving the model", exc)
             return
-        result, lg = self.result, self.services.log
+        lg = self.services.log
         good, trained_by = self._trained_images, self._trainer
         m = result.meta
         final = self.services.models_dir / f"{safe_file_name(name)}-{m.model_id}.pt"
@@ -467,10 +540,15 @@ class LearnScreen(QWidget):
             product = ProductSettings(model_file=path, target_false_reject=target)
             self.services.save(replace(st.with_product(name, product),
                                        current_product=name))
-            self.result = None
+            if self.result is result:
+                self.result = None
+            if hasattr(self, "_saved"):
+                self._saved[m.kind] = path
             self._update_buttons()
-            self.progress_text.setText(f"Saved: {name} now uses the new model.")
+            self.progress_text.setText(f"Saved: {name} now uses the new model ({m.title}).")
             self.saved.emit(name)
+            if then is not None:
+                then()
 
         self.services.tasks.call("Saving the model", move_and_register, on_done=done)
 
@@ -496,6 +574,32 @@ class LearnScreen(QWidget):
         self.services.pipeline.cancel_capture()
 
 
+def learn_and_write(cfg, images, models_dir: Path, backend: str, progress, should_stop) -> LearnedModel:
+    """On a worker: train, write the pending model file and its card, time its scoring on a
+    few held-out parts (staged Learn compares speed on this PC) -> LearnedModel."""
+    from engine.card import write_card
+    from engine.model import save_checkpoint
+    from engine.scoring import Scorer
+    from engine.train import train
+    models_dir.mkdir(parents=True, exist_ok=True)
+    resume = models_dir / "training.partial.pt"
+    if resume.exists():                        # a resume file of other images is refused
+        resume.unlink()
+    result = train(cfg, images, progress, should_stop, resume_path=resume)
+    path = models_dir / f"pending-{result.meta['model_id']}.pt"
+    save_checkpoint(result.model, path, result.meta)
+    write_card(path, result.meta)              # MODEL.card.txt beside it, in words
+    resume.unlink(missing_ok=True)             # only once the model is safe on disk
+    frames = [images[i] for i in result.meta.get("holdout_index", [])[:4]] or images[:2]
+    scorer = Scorer(result.model, result.meta, cfg.device, backend=backend)
+    scorer.score(frames[:1], with_maps=False)                   # warm-up
+    t0 = time.perf_counter()
+    for f in frames:
+        scorer.score([f], with_maps=False)
+    ms = (time.perf_counter() - t0) * 1000.0 / len(frames)
+    return LearnedModel(str(path), ModelMeta.from_dict(result.meta), ms)
+
+
 def learn_result_text(meta: ModelMeta) -> str:
     """What the engineer reads under the histogram: the threshold, the false-reject rate it
     aims at and how sure that is, and what the synthetic defects say it catches."""
@@ -513,5 +617,7 @@ def learn_result_text(meta: ModelMeta) -> str:
     text += "".join(sentence + " " for sentence in expectations(meta))
     if meta.synthetic is not None:
         text += "(Orange: synthetic defects; a real defect may be subtler.) "
+    if meta.kind == "quick":
+        return text + "Quick model: nearest neighbours on ImageNet features, no teacher."
     return text + "Teacher: " + ("RANDOM (testing only)" if meta.random_teacher
                                  else Path(meta.teacher).name) + "."

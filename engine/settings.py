@@ -30,7 +30,7 @@ from engine.camera.kinds import KINDS as SOURCE_KINDS
 from engine.camera.kinds import kind_of
 from engine.calibration import valid_target
 from engine.errors import InspectError
-from engine.vocabulary import DEVICES, MODEL_SIZES, spoken
+from engine.vocabulary import DEVICES, LEARN_PLANS, MODEL_SIZES, spoken
 
 SCHEMA_VERSION = 2                   # 2: the region of interest moved from camera to layout
 TRIGGERS = ("free", "software", "Line0", "Line1", "Line1:rising", "Line1:falling")  # suggestions
@@ -269,6 +269,9 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     device: str = "auto"             # one of DEVICES
     model_size: str = "small"        # one of MODEL_SIZES
+    # What Learn builds (engine/staged.py): "staged" = the quick model at once, EfficientAD
+    # trained behind it, the better one live; or only one of the two kinds.
+    learn_plan: str = "staged"       # one of LEARN_PLANS
     image_size: int = 256            # network input side (and tile side)
     layout: LayoutSettings = field(default_factory=LayoutSettings)
     training_steps: int = DEFAULT_TRAINING_STEPS
@@ -289,6 +292,8 @@ class Settings:
             out.append(f"Device must be one of {', '.join(DEVICES)}, not {self.device!r}.")
         if self.model_size not in MODEL_SIZES:
             out.append(f"Model size must be {spoken(MODEL_SIZES)}, not {self.model_size!r}.")
+        if self.learn_plan not in LEARN_PLANS:
+            out.append(f"What Learn builds must be {spoken(LEARN_PLANS)}, not {self.learn_plan!r}.")
         if self.image_size < 64 or self.image_size % 32 or self.image_size > 2048:
             out.append(f"Model input size must be a multiple of 32 from 64 to 2048, not {self.image_size}.")
         if not 0 <= self.training_minutes <= 10_000:          # also refuses NaN
@@ -364,7 +369,7 @@ _KINDS: dict[type, dict[str, str]] = {
     ProductSettings: {"model_file": "text", "threshold": "number?", "review_below": "number?",
                       "target_false_reject": "number"},
     Settings: {"schema_version": "whole", "station": "text", "operator": "text",
-               "device": "text", "model_size": "text", "image_size": "whole",
+               "device": "text", "model_size": "text", "learn_plan": "text", "image_size": "whole",
                "training_steps": "whole", "training_minutes": "number", "good_frames": "whole", "teacher": "text",
                "penalty": "text", "current_product": "text"},
 }

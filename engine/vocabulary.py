@@ -9,6 +9,7 @@ from __future__ import annotations
 
 MODEL_SIZES = ("small", "medium")            # the PDN variants: EfficientAD-S and -M
 MODEL_KINDS = ("efficientad", "quick")       # trained networks / nearest neighbours (engine/quick.py)
+LEARN_PLANS = ("staged", "quick", "efficientad")   # what Learn builds (engine/staged.py)
 DEVICES = ("auto", "cuda", "cpu")            # "auto": CUDA when present (engine/device.py)
 TRAIN_PRECISIONS = ("auto", "fp32", "bf16")  # "auto": bf16 where the hardware has it
 

@@ -13,7 +13,7 @@ from engine.settings import CameraSettings, Settings, save_settings
 # A model trains in ~10-20 s on the loaded 2-core dev PC at this size (random teacher: the
 # shipped one is tested elsewhere; here the app's flows are what is under test).
 TINY = dict(image_size=64, training_steps=10, good_frames=20, teacher="random", penalty="none",
-            device="cpu")
+            device="cpu", learn_plan="efficientad")     # staged Learn: tests/test_app_staged.py
 
 
 def tiny_settings(**changes) -> Settings:
