@@ -373,7 +373,8 @@ def probe_auroc(features: Callable[[torch.Tensor], torch.Tensor], category: Path
     bank, k test/good vs k defects (spread over defect types). `features`: (B,3,256,256) in
     [0,1] -> (B,C,h,w). Channels are standardised with the bank's mean/std, as EfficientAD
     standardises teacher outputs with its training images."""
-    from sklearn.metrics import roc_auc_score
+    from engine.extras import require
+    roc_auc_score = require("sklearn.metrics", "distill-teacher's backbone probe").roc_auc_score
     bank_paths = list_images(category / "train" / "good")
     good = list_images(category / "test" / "good")
     kinds = sorted(d for d in (category / "test").iterdir() if d.is_dir() and d.name != "good")

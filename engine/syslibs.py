@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     if "--all" in argv:
         print(install_command(XCB_LIBRARIES))
         return 0
-    text = check(env={**os.environ, "QT_QPA_PLATFORM": "xcb"})
+    text = check()          # as the app would start here: offscreen/wayland need none
     if text:
         print(text, file=sys.stderr)
         return 1

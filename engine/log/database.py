@@ -53,6 +53,9 @@ def make_engine(url: URL, busy_timeout_s: float = 10.0) -> Engine:
     # connect_timeout: a server that does not answer must fail in seconds, not minutes, so
     # the writer stops the line (or spools) in a bounded time.
     args = {"connect_timeout": 5} if url.get_backend_name() == "postgresql" else {}
+    if url.get_driver_name() == "psycopg":      # optional: the [postgres] extra
+        from engine.extras import require
+        require("psycopg", "An inspection log on PostgreSQL")
     return create_engine(url, pool_pre_ping=True, connect_args=args)
 
 
@@ -80,6 +83,9 @@ def check_place(location: str | Path, pictures_dir: Path | None) -> None:
         raise InspectError(f"The database URL {str(location)!r} cannot be used ({exc}); "
                            "write it like postgresql://user@server/database.") from exc
     except ImportError as exc:
+        if url.get_backend_name() == "postgresql" and url.get_driver_name() == "psycopg":
+            from engine.extras import missing_message
+            raise InspectError(missing_message("psycopg", "An inspection log on PostgreSQL")) from exc
         raise InspectError(f"This app has no driver for {url.drivername} ({exc}); use PostgreSQL "
                            "(postgresql://...) or leave the URL empty for the local file.") from exc
     try:
