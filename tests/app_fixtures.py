@@ -34,7 +34,9 @@ def wait_until(qtbot, cond, timeout_s: float, what: str) -> None:
     """qtbot.waitUntil with a readable failure message."""
     try:
         qtbot.waitUntil(lambda: bool(cond()), timeout=int(timeout_s * 1000))
-    except AssertionError:
+    except (AssertionError, TimeoutError, Exception) as e:   # pytest-qt's TimeoutError too
+        if not type(e).__name__.endswith(("TimeoutError", "AssertionError")):
+            raise
         raise AssertionError(f"timed out after {timeout_s} s waiting for {what}") from None
 
 
