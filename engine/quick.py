@@ -98,7 +98,10 @@ class QuickModel(nn.Module):
 
     def distances(self, feats: torch.Tensor) -> torch.Tensor:
         """(B,D,h,w) -> (B,1,h,w): Euclidean distance of each patch to its nearest bank row.
-        |q-b|² = |q|² - 2 q·b + |b|², a matrix product in chunks of QUERY_CHUNK patches."""
+        |q-b|² = |q|² - 2 q·b + |b|², a matrix product in chunks of QUERY_CHUNK patches.
+        Measured for one 256-px frame against 10,000 × 152 (2 threads, AMD EPYC dev VM, one
+        run, machine loaded): 70 ms, torch.cdist 114 ms, FAISS IndexFlatL2 168 ms; FAISS
+        HNSW 22 ms but approximate (the largest distance off by 7%): exact it stays."""
         b, d, h, w = feats.shape
         q = feats.permute(0, 2, 3, 1).reshape(-1, d)                        # (B·h·w, D)
         best = torch.empty(len(q), device=q.device)
