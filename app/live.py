@@ -11,7 +11,7 @@ from collections import deque
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QFont
+from PySide6.QtGui import QColor, QFont, QPalette
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QGridLayout, QHBoxLayout, QLabel,
                                QPushButton, QSlider, QSplitter, QVBoxLayout, QWidget)
 
@@ -107,6 +107,10 @@ class LiveScreen(QWidget):
         self.near_miss_label.setAlignment(Qt.AlignCenter)
         # Always in place (blank when not a near miss): the panel never jumps.
         self.near_miss_label.setFixedHeight(58)
+        pal = self.near_miss_label.palette()
+        pal.setColor(QPalette.Window, QColor("#f9a825"))
+        pal.setColor(QPalette.WindowText, QColor("black"))
+        self.near_miss_label.setPalette(pal)
         self._show_near_miss(None)
 
         big = "font-size:18px;"
@@ -279,11 +283,14 @@ class LiveScreen(QWidget):
         text = "" if share is None else (
             f"<div style='font-size:24px; font-weight:bold'>NEAR MISS</div>"
             f"<div style='font-size:16px'>{100 * share:.0f}% of the threshold</div>")
-        style = "background:#f9a825; color:black;" if share is not None else "background:transparent;"
         if text != self.near_miss_label.text():
             self.near_miss_label.setText(text)
-        if style != self.near_miss_label.styleSheet():
-            self.near_miss_label.setStyleSheet(style)
+        on = share is not None
+        if self.near_miss_label.autoFillBackground() != on:
+            # a palette fill, not a style sheet: parts may alternate near / not near at the
+            # line's rate, and re-polishing a style sheet each time costs the GUI thread
+            self.near_miss_label.setAutoFillBackground(on)
+            self.near_miss_label.update()
 
     def _set_verdict(self, style: str, text: str) -> None:
         if (self.verdict.text(), getattr(self, "_verdict_style", None)) != (text, style):
