@@ -92,7 +92,7 @@ class LearnScreen(QWidget):
         self.thumbs.setViewMode(QListWidget.IconMode)
         self.thumbs.setIconSize(QSize(96, 96))
         self.thumbs.setResizeMode(QListWidget.Adjust)
-        self.thumbs.setMinimumHeight(100)          # one row of thumbnails: fits 1280×800
+        self.thumbs.setMinimumHeight(84)           # most of a row of thumbnails: fits 1280×800
         self.thumbs.itemChanged.connect(lambda _i: self._update_buttons())
         self.thumb_info = QLabel("Untick any picture that is not a good part: it will not be learned.")
         v = QVBoxLayout(step1)
@@ -168,7 +168,7 @@ class LearnScreen(QWidget):
 
         step3 = QGroupBox("3. Check and save")
         self.hist = pg.PlotWidget()
-        self.hist.setMinimumHeight(100)
+        self.hist.setMinimumHeight(84)
         self.hist.setLabel("bottom", "score (blue: held-out good parts; orange: synthetic defects)")
         self.hist.setLabel("left", "share of each set")
         self.hist.setMouseEnabled(x=False, y=False)

@@ -152,3 +152,11 @@ def test_learn_sentences_beside_the_picture_and_few_parts_said(win):
     for label in (learn.plan, learn.layout_text):
         right = label.mapTo(learn, QPoint(label.width(), 0)).x()
         assert right <= pic.mapTo(learn, QPoint(0, 0)).x(), "a sentence runs under the picture"
+
+
+def test_every_screen_fits_1280x800(win):
+    """A window lower than a page's minimum gets that page squeezed (Qt then draws widgets
+    over each other, as the Learn sentences once ran under the picture): every page must
+    fit the 1280×800 line PC's screen."""
+    hint = win.minimumSizeHint()
+    assert hint.width() <= 1280 and hint.height() <= 800, hint
