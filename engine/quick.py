@@ -44,7 +44,7 @@ FEATURE_STRIDE = 8              # the first stage's grid: one patch per 8 input 
 # 10,000 of 51,200 patches took 10.6 s against 50.6 s at 128 (one thread, AMD EPYC dev VM,
 # the same run): the projected patches then stay in the CPU's cache through the loop.
 PROJECTION_DIM = 64
-MAX_CANDIDATES = 100_000        # patches the coreset is chosen from (a random subset beyond)
+MAX_CANDIDATES = 200_000        # patches the coreset is chosen from (a random subset beyond)
 MAX_BANK_BYTES = 1 << 30        # a bank above this is refused (scoring would crawl, too)
 QUERY_CHUNK = 4096              # patches per distance matrix while scoring
 
