@@ -106,6 +106,9 @@ def test_bench_score_on_a_category(good_dir, tmp_path, capsys):
     for p in res["paths"][:2]:
         assert p["verdict_changes"] == 0 and p["max_score_rel_diff"] < 1e-3
     assert res["paths"][2]["verdict_changes"] is None and res["paths"][2]["ms_median"] > 0
+    assert main.main(["bench", "score", "--model", str(model), "--data", str(base), "--iters", "1",
+                      "--paths", "eager", "--quick", str(quick)]) == 0      # the printed table
+    assert "another model (no score comparison)" in capsys.readouterr().out
     assert main.main(["bench", "score", "--model", str(model), "--data", str(tmp_path / "good"),
                       "--iters", "1", "--quick", "none"]) == 2
     assert "No test images" in capsys.readouterr().err

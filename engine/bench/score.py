@@ -223,4 +223,13 @@ def _print_table(info: dict, rows: list[dict]) -> None:
     for r in rows:
         print(f"{r['name']:<18}{r['ms_median']:>11.2f}{r['ms_p99']:>9.2f}{r['images_per_s']:>9.1f}"
               f"{r['speedup']:>8.2f}x{r['max_score_diff']:>10.2e}{r['max_score_rel_diff']:>9.2%}"
-              f"{r['max_map_diff']:>10.2e}{r['verdict_changes']:>6}")
+              f"{r['max_map_diff']:>10.2e}{_flips(r['verdict_changes']):>6}")
+    if info.get("quick_build_s") is not None:
+        print(f"quick: another model (no score comparison), built from 50 good images in "
+              f"{info['quick_build_s']:.1f} s")
+    elif any(r["name"] == "quick" for r in rows):
+        print("quick: another model (no score comparison)")
+
+
+def _flips(n) -> str:
+    return "n/a" if n is None else str(n)
