@@ -165,7 +165,7 @@ class VersionsScreen(QWidget):
         want = self._want or (self.active.model_id if self.active else None)
         self._want = None
         self.select(want)
-        self._update_buttons()
+        self._selected()          # the same row selected again sends no signal: compare anew
 
     def select(self, model_id: str | None) -> bool:
         for i, v in enumerate(self.versions):

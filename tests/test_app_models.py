@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app_fixtures import make_window, tiny_settings, wait_until
+from app_fixtures import collect_results, make_window, tiny_settings, wait_until
 from engine import versions
 from engine.known_defects import propose
 from engine.log import InspectionRecord, Label
@@ -101,8 +101,12 @@ def test_versions_screen_rolls_back_and_history_links_to_the_version(tmp_path, t
         assert versions.same_file(w.services.settings.product.model_file, v1.path)
         wait_until(qtbot, lambda: screen.active is not None and screen.active.model_id == v1.model_id,
                    20, "the screen to show it in use")
-        trail = w.services.log.audit(kind="model")
-        assert trail and "rolled back" in (trail[-1].detail or "")
+        def model_rows():
+            w.services.log.writer.flush(10)          # audit rows go through the writer
+            return w.services.log.audit(kind="model")
+        wait_until(qtbot, model_rows, 20, "the audit row of the rollback")
+        trail = model_rows()
+        assert "rolled back" in (trail[-1].detail or "")
         assert v1.model_id in trail[-1].new and v2.model_id in trail[-1].old
 
         # History's row names the version that judged it; the link opens it here
@@ -176,8 +180,13 @@ def test_relearn_makes_marked_false_rejects_pass(tmp_path, trained, qtbot):
         learn.relearn_button.click()
         dialog = learn.relearn_dialog
         assert dialog is not None and dialog.isVisible()
-        assert w.services.model_info.model_id == v2.model_id      # judging on meanwhile
-        wait_until(qtbot, lambda: dialog.outcome is not None, 120, "the relearned version")
+        # the line keeps judging with the current version while the new one trains
+        w.services.start_live()
+        judged = [r for r in collect_results(w.services, qtbot, 8, 60) if r.verdict is not None]
+        assert dialog.job.running and judged
+        assert {r.verdict.model_id for r in judged} == {v2.model_id}
+        w.services.stop_live()
+        wait_until(qtbot, lambda: dialog.outcome is not None, 900, "the relearned version")
         c = dialog.outcome.compared
         assert c.false_rejects_passing(new=False) == 0
         assert c.false_rejects_passing(new=True) == 3
