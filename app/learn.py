@@ -363,10 +363,14 @@ class LearnScreen(QWidget):
         made live at once, then EfficientAD behind it; the better one then judges)."""
         images = self.chosen_images()
         try:
+            self.services.require("learn")         # the engine-side check behind the button
             cfg, s = self._train_config(images)
         except InspectError as exc:
             self.services.errors.report("Learning", exc)
             return
+        # what the stages make live when they end is the starter's change, even after the
+        # station went back to operator meanwhile (engine/users.py: idle return)
+        self._by = self.services.access.actor
         if s != self.services.settings:            # the next Learn starts from these
             self.services.save(s)
         self._cfg = cfg
@@ -501,7 +505,8 @@ class LearnScreen(QWidget):
         if s.products.get(name) is not None and s.products[name].model_file == path:
             return                                 # already the one judging
         product = replace(s.products.get(name, ProductSettings()), model_file=path)
-        self.services.save(replace(s.with_product(name, product), current_product=name))
+        self.services.save(replace(s.with_product(name, product), current_product=name),
+                           by=getattr(self, "_by", None))
         self.progress_text.setText(f"{name} now uses the {meta.title} ({Path(path).name}).")
 
 
@@ -509,6 +514,7 @@ class LearnScreen(QWidget):
     def save(self, result: LearnedModel | None = None, name: str | None = None, then=None) -> None:
         """Save a learned model (the last one, by default) for a product and make it live;
         `then()` runs on the GUI thread once it is in use (staged Learn goes on from there)."""
+        by = getattr(self, "_by", None) if name is not None else None   # staged: the starter's
         name = (self.product_name.currentText() if name is None else name).strip()
         result = result or self.result
         if result is None:
@@ -539,7 +545,7 @@ class LearnScreen(QWidget):
             target = m.estimate.target_frr if m.estimate else ProductSettings().target_false_reject
             product = ProductSettings(model_file=path, target_false_reject=target)
             self.services.save(replace(st.with_product(name, product),
-                                       current_product=name))
+                                       current_product=name), by=by)
             if self.result is result:
                 self.result = None
             if hasattr(self, "_saved"):

@@ -333,3 +333,23 @@ def test_a_long_job_keeps_the_role_of_who_started_it(win, tmp_path):
     assert sv.access.login("ed", "2222")
     win.access_controls.refresh()
     assert learn.train_button.isEnabled()                  # the wish was remembered
+
+
+def test_learn_refuses_an_operator_and_stages_end_as_their_starter(win, tmp_path, qtbot):
+    sv = win.services
+    _roles_on(win, tmp_path)
+    shown = []
+    sv.errors.shown.connect(lambda where, msg, serious: shown.append(msg))
+    win.learn.train()                                      # as operator: refused, one sentence
+    qtbot.waitUntil(lambda: bool(shown), timeout=5000)
+    assert "needs the engineer role" in shown[-1] and win.learn.job is None
+    # a stage ending after the station went back to operator still makes its model live
+    assert sv.access.login("ed", "2222")
+    win.learn._by = sv.access.actor                        # as train() records it
+    sv.access.logout("no activity")
+    win.learn._staged_product = sv.settings.current_product
+    from engine.meta import ModelMeta
+    win.learn._use_saved(str(tmp_path / "quick.pt"), ModelMeta(model_id="q1"))
+    assert sv.settings.product.model_file == str(tmp_path / "quick.pt")
+    rows = _audit(win, kind="model")
+    assert [(r.who, r.role) for r in rows] == [("ed", ENGINEER)]
