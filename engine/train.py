@@ -77,6 +77,8 @@ class TrainConfig:
     # The default threshold aims at this share of good parts rejected (engine/calibration.py).
     target_frr: float = DEFAULT_TARGET_FRR
     synthetic_per_kind: int = 16        # synthetic defects of each kind for the check (0: none)
+    # Keep the best state of a few held-out checks, not the last (engine/selection.py).
+    select_best: bool = True
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -496,8 +498,14 @@ def restore_resume(path: Path, state: dict, model: EfficientAD, opt, sched, gen:
 def _comparable(cfg: TrainConfig | dict) -> dict:
     """A config as a dict without what may change between a run and its resume."""
     d = dict(asdict(cfg) if isinstance(cfg, TrainConfig) else cfg)
-    for k in ("device", "checkpoint_every", "target_frr", "synthetic_per_kind"):   # calibration only
+    for k in ("device", "checkpoint_every", "target_frr", "synthetic_per_kind",   # calibration only
+              "select_best"):
         d.pop(k, None)
+    if isinstance(d.get("model"), dict):      # a file of an earlier version: its defaults filled in
+        try:
+            d["model"] = asdict(ModelConfig.from_dict(d["model"]))
+        except InspectError:
+            pass
     return d
 
 
@@ -544,7 +552,17 @@ def _train(cfg, images, progress, should_stop, resume_path, names=None) -> Train
     run, state = _prepare(cfg, images, names, resume_path, progress)
     _restore_or_init(run, state, started, progress)
     del state                                 # a second copy of every weight
+    from engine.selection import make_selector
+    s = run.cfg.model.image_size
+    hold_frames = [images[i] for i in run.hold_idx]
+    run.selector = make_selector(run.cfg, hold_frames, run.hold_x, run.penalty_images,
+                                 lambda im: _views(im, None, s)[0],
+                                 _min_defect_px(run.cfg.model, hold_frames[0]))
     _steps(run, should_stop, progress)
+    selected = run.done if run.selector is None else run.selector.restore_best(run.model, run.done)
+    if selected != run.done:
+        progress(0.97, f"kept the state of step {selected}: it set synthetic defects furthest "
+                       "apart from the held-out good parts")
     progress(0.97, "map normalisation on held-out good images")
     run.model.eval()
     hold = _HeldOut([images[i] for i in run.hold_idx], run.hold_x,
@@ -553,6 +571,8 @@ def _train(cfg, images, progress, should_stop, resume_path, names=None) -> Train
                                                   run.device, progress)
     run.model.cpu()
     meta = _metadata(run, hold_scores, estimate, synthetic, started)
+    meta["selected_step"] = selected
+    meta["selection"] = run.selector.history if run.selector is not None else []
     progress(1.0, f"done: threshold {estimate.threshold:.4f}")
     return TrainResult(run.model, meta)
 
@@ -582,6 +602,7 @@ class _Run:
     losses: list = field(default_factory=list)
     budget: "_Budget | None" = None
     resumed: bool = False
+    selector: object = None            # engine.selection.Selector, or None
 
 
 def _prepare(cfg: TrainConfig, images, names, resume_path, progress) -> tuple[_Run, dict | None]:
@@ -679,6 +700,8 @@ def _steps(run: _Run, should_stop, progress) -> None:
                                "(all black or blank?) or lower the step count.") from None
         budget.drop_lr(run.opt)
         run.done = done = step + 1
+        if run.selector is not None and run.selector.due(budget.fraction(done, cfg.steps)):
+            run.selector.check(model, done, run.device)
         if done % 50 == 0 or done == cfg.steps or budget.over():
             mean = np.mean(window, axis=0).tolist()          # hard, penalty, ae, stae
             run.losses.append([done] + mean)
@@ -688,6 +711,9 @@ def _steps(run: _Run, should_stop, progress) -> None:
                      f"step {done}/{budget.plan(cfg.steps)} loss {sum(mean):.4f} ({rate:.1f} steps/s)")
         if done % cfg.checkpoint_every == 0:
             _checkpoint(run, done)
+    if run.selector is not None and (not run.selector.history or
+                                     run.selector.history[-1][0] != run.done):
+        run.selector.check(model, run.done, run.device)     # the last state is a candidate too
     # The last step is saved too: the resume file stays until the caller has saved the
     # model, so a failure in calibration or saving never costs the training.
     _checkpoint(run, run.done)

@@ -1,0 +1,52 @@
+"""engine/selection.py: training keeps the best of a few held-out checks, not the last."""
+import numpy as np
+import torch
+
+from engine.model import ModelConfig
+from engine.selection import CHECK_AT, Selector, separation
+from engine.train import TrainConfig, train
+from synthetic import make_part
+
+
+def test_separation_ranks_by_auroc_then_margin():
+    good = np.array([0.1, 0.2, 0.3])
+    assert separation(good, np.array([0.5, 0.6]))[0] == 1.0
+    assert separation(good, np.array([0.15, 0.6]))[0] < 1.0
+    assert separation(good, np.array([0.9]))[1] > separation(good, np.array([0.5]))[1]
+
+
+def test_due_fires_once_per_point_even_when_points_are_skipped():
+    sel = Selector(torch.zeros(0), torch.zeros(0))
+    fired = [f for f in np.linspace(0, 1, 101) if sel.due(f)]
+    assert len(fired) == len(CHECK_AT)
+    sel2 = Selector(torch.zeros(0), torch.zeros(0))
+    assert sel2.due(0.95) and not sel2.due(0.96) and sel2.due(1.0)   # 0.5, 0.7, 0.9 at once
+
+
+def test_training_records_its_checks_and_restores_the_best_state(monkeypatch):
+    rng = np.random.default_rng(0)
+    goods = [make_part(rng)[0] for _ in range(12)]
+    cfg = TrainConfig(model=ModelConfig(image_size=64), steps=20, teacher="random", penalty="none",
+                      device="cpu", synthetic_per_kind=2)
+    # make the check at step 10 the best one: the restored weights must then be step 10's
+    import engine.selection as sel_mod
+    real = sel_mod.separation
+    monkeypatch.setattr(sel_mod, "separation",
+                        lambda g, b: (1.0, 0.0) if len(seen) == 0 else (0.5, 0.0))
+    seen = []
+    orig_check = sel_mod.Selector.check
+
+    def check(self, model, step, device):
+        out = orig_check(self, model, step, device)
+        seen.append({k: v.clone() for k, v in model.student.state_dict().items()})
+        return out
+    monkeypatch.setattr(sel_mod.Selector, "check", check)
+    res = train(cfg, goods)
+    steps = [h[0] for h in res.meta["selection"]]
+    assert steps == [10, 14, 18, 20] and res.meta["selected_step"] == 10
+    for k, v in res.model.student.state_dict().items():
+        assert torch.equal(v, seen[0][k])                 # step 10's student, not step 20's
+    assert not torch.equal(seen[0][next(iter(seen[0]))], seen[-1][next(iter(seen[-1]))])
+    monkeypatch.setattr(sel_mod, "separation", real)
+    off = train(TrainConfig(**{**cfg.__dict__, "select_best": False}), goods)
+    assert off.meta["selection"] == [] and off.meta["selected_step"] == 20
