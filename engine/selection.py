@@ -74,12 +74,13 @@ class Selector:
 
 def separation(good: np.ndarray, bad: np.ndarray) -> tuple[float, float]:
     """(AUROC of bad against good scores, mean margin of bad over good's maximum)."""
+    from engine.metrics import auroc
     good, bad = np.asarray(good, np.float64), np.asarray(bad, np.float64)
     if good.size == 0 or bad.size == 0:
         return (0.0, 0.0)
-    wins = (bad[:, None] > good[None, :]).sum() + 0.5 * (bad[:, None] == good[None, :]).sum()
+    labels = np.r_[np.zeros(good.size, bool), np.ones(bad.size, bool)]
     scale = max(float(np.ptp(good)), 1e-9)
-    return (float(wins / (bad.size * good.size)), float(np.mean(bad - good.max()) / scale))
+    return (auroc(np.r_[good, bad], labels), float(np.mean(bad - good.max()) / scale))
 
 
 def make_selector(cfg, hold_frames: list[np.ndarray], hold_x: torch.Tensor, textures,

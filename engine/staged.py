@@ -48,13 +48,12 @@ def separation(meta: ModelMeta) -> float | None:
     """AUROC of the synthetic defects' scores against the held-out good parts' scores."""
     if meta.synthetic is None or not meta.holdout_scores:
         return None
-    good = np.asarray(meta.holdout_scores, dtype=np.float64)
+    from engine.selection import separation as apart
     bad = np.asarray(meta.synthetic.scores, dtype=np.float64)
     bad = bad[np.isfinite(bad)]
     if bad.size == 0:
         return None
-    wins = (bad[:, None] > good[None, :]).sum() + 0.5 * (bad[:, None] == good[None, :]).sum()
-    return float(wins / (bad.size * good.size))
+    return apart(np.asarray(meta.holdout_scores, dtype=np.float64), bad)[0]
 
 
 def choose(a: Candidate, b: Candidate, pin: str | None = None,
