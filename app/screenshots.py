@@ -83,9 +83,10 @@ def main(argv: list[str]) -> int:
     w.learn.train()
     wait(lambda: w.learn.progress.value() > 0 or w.learn.result is not None, 600, "training progress")
     shot("learn-training")
-    wait(lambda: w.learn.result is not None, 1200, "training")
+    # staged Learn (the default): the quick model is saved and live first, EfficientAD trains
+    # behind it, then the comparison is shown and the better one judges
+    wait(lambda: "Staged Learn" in w.learn.result_text.text(), 1800, "both models of a staged Learn")
     shot("learn-result")
-    w.learn.save()
     wait(lambda: services.model_info is not None and services.model_info.model_id, 60, "the model")
     w.tabs.setCurrentWidget(w.live)
     wait(lambda: w.live.verdict.text() == "FAIL" and len(w.live.recent_scores) > 60,
