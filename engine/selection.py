@@ -64,6 +64,38 @@ class Selector:
                                if n.startswith(("student.", "autoencoder."))}
         return key[0]
 
+    # -- resume files: a resumed training must choose as an uninterrupted one would ----------
+    def to_state(self) -> dict:
+        return {"history": [list(map(float, h)) for h in self.history],
+                "best": None if self.best is None else list(self.best),
+                "best_step": int(self.best_step), "next": int(self._next),
+                "best_state": self.best_state or {}}
+
+    def load_state(self, d, model) -> str | None:
+        """Take a resume file's selection back -> None, or what is wrong with it."""
+        if not isinstance(d, dict):
+            return "its best-state record is not a dict"
+        hist, best, state = d.get("history"), d.get("best"), d.get("best_state")
+        step, nxt = d.get("best_step"), d.get("next")
+        ok_num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+        if not (isinstance(hist, list) and all(isinstance(h, list) and len(h) == 3 and
+                                               all(ok_num(v) for v in h) for h in hist)):
+            return "its best-state history is not rows of numbers"
+        if not (best is None or (isinstance(best, list) and len(best) == 2 and all(map(ok_num, best)))):
+            return "its best-state score is not two numbers"
+        if not (isinstance(step, int) and isinstance(nxt, int) and 0 <= nxt <= len(CHECK_AT)):
+            return "its best-state step is not a whole number"
+        own = model.state_dict()
+        if not isinstance(state, dict) or any(
+                not isinstance(k, str) or k not in own or not isinstance(v, torch.Tensor)
+                or v.shape != own[k].shape or not bool(torch.isfinite(v).all())
+                for k, v in state.items()):
+            return "its best state does not fit the model"
+        self.history, self.best_step, self._next = [list(h) for h in hist], step, nxt
+        self.best = None if best is None else (float(best[0]), float(best[1]))
+        self.best_state = dict(state) or None
+        return None
+
     def restore_best(self, model, last_step: int) -> int:
         """Load the best state into the model (if it is not the last one) -> its step."""
         if self.best_state is None or self.best_step == last_step:

@@ -277,7 +277,7 @@ def _holdout_scores(model: EfficientAD, hold_x: torch.Tensor, device) -> np.ndar
 
 
 def _save_resume(path: Path, step: int, model, opt, sched, gen, cfg, fingerprint, losses,
-                 budget: "_Budget | None" = None) -> None:
+                 budget: "_Budget | None" = None, selector=None) -> None:
     state = {
         "budget_s": budget.seconds if budget and budget.seconds is not None else 0.0,
         "elapsed_s": budget.used() if budget else 0.0,
@@ -288,6 +288,8 @@ def _save_resume(path: Path, step: int, model, opt, sched, gen, cfg, fingerprint
         "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
         "torch_rng": torch.get_rng_state(), "py_rng": gen.getstate(), "losses": losses,
     }
+    if selector is not None:                  # the best state so far (engine/selection.py)
+        state["selection"] = selector.to_state()
     tmp = path.with_name(path.name + ".tmp")
     try:
         torch.save(state, tmp)
@@ -550,14 +552,14 @@ def _train(cfg, images, progress, should_stop, resume_path, names=None) -> Train
     """validate and prepare -> restore or initialise -> steps -> calibrate -> metadata."""
     started = time.time()
     run, state = _prepare(cfg, images, names, resume_path, progress)
-    _restore_or_init(run, state, started, progress)
-    del state                                 # a second copy of every weight
     from engine.selection import make_selector
     s = run.cfg.model.image_size
     hold_frames = [images[i] for i in run.hold_idx]
     run.selector = make_selector(run.cfg, hold_frames, run.hold_x, run.penalty_images,
                                  lambda im: _views(im, None, s)[0],
                                  _min_defect_px(run.cfg.model, hold_frames[0]))
+    _restore_or_init(run, state, started, progress)
+    del state                                 # a second copy of every weight
     _steps(run, should_stop, progress)
     selected = run.done if run.selector is None else run.selector.restore_best(run.model, run.done)
     if selected != run.done:
@@ -647,6 +649,10 @@ def _restore_or_init(run: _Run, state: dict | None, started: float, progress) ->
         run.start_step, run.losses = restore_resume(run.resume_path, state, run.model, run.opt,
                                                     run.sched, run.gen)
         run.budget = _Budget(run.cfg, state["budget_s"] or None, state["elapsed_s"])
+        if run.selector is not None and "selection" in state:   # files before it have none
+            problem = run.selector.load_state(state["selection"], run.model)
+            if problem:
+                raise _resume_error(run.resume_path, problem)
         progress(run.start_step / run.cfg.steps, f"resumed at step {run.start_step}")
         return
     progress(0.0, "teacher statistics")
@@ -722,7 +728,7 @@ def _steps(run: _Run, should_stop, progress) -> None:
 def _checkpoint(run: _Run, step: int) -> None:
     if run.resume_path is not None:
         _save_resume(run.resume_path, step, run.model, run.opt, run.sched, run.gen, run.cfg,
-                     run.fingerprint, run.losses, run.budget)
+                     run.fingerprint, run.losses, run.budget, run.selector)
 
 
 def _metadata(run: _Run, hold_scores, estimate: ThresholdEstimate, synthetic, started: float) -> dict:

@@ -50,3 +50,25 @@ def test_training_records_its_checks_and_restores_the_best_state(monkeypatch):
     monkeypatch.setattr(sel_mod, "separation", real)
     off = train(TrainConfig(**{**cfg.__dict__, "select_best": False}), goods)
     assert off.meta["selection"] == [] and off.meta["selected_step"] == 20
+
+
+def test_a_resume_file_carries_the_best_state_and_a_damaged_one_is_one_sentence(tmp_path):
+    import pytest
+    from engine.errors import InspectError
+    from engine.train import TrainingCancelled
+    rng = np.random.default_rng(1)
+    goods = [make_part(rng)[0] for _ in range(10)]
+    cfg = TrainConfig(model=ModelConfig(image_size=64), steps=20, teacher="random", penalty="none",
+                      device="cpu", synthetic_per_kind=0)
+    resume = tmp_path / "r.partial.pt"
+    calls = {"n": 0}
+    with pytest.raises(TrainingCancelled):
+        train(cfg, goods, should_stop=lambda: (calls.__setitem__("n", calls["n"] + 1) or calls["n"] > 12),
+              resume_path=resume)
+    state = torch.load(resume, weights_only=True)
+    assert [h[0] for h in state["selection"]["history"]] == [10] and state["selection"]["best_state"]
+    key = next(iter(state["selection"]["best_state"]))
+    state["selection"]["best_state"][key] = torch.zeros(3)
+    torch.save(state, resume)
+    with pytest.raises(InspectError, match="best state does not fit the model"):
+        train(cfg, goods, resume_path=resume)
