@@ -66,9 +66,10 @@ class VersionsScreen(QWidget):
         self.versions: list[ver.ModelVersion] = []
         self.active: ver.ModelVersion | None = None
         self._want: str | None = None        # a model id to select once loaded
+        self._request = 0                    # number of the newest list query
         self._build()
         services.log_ready.connect(lambda lg: self.load() if lg is not None else None)
-        services.settings_changed.connect(lambda _s: self._refresh_products())
+        services.settings_changed.connect(self._settings_changed)
 
     def _build(self) -> None:
         self.product = QComboBox()
@@ -130,6 +131,12 @@ class VersionsScreen(QWidget):
         self.product.setCurrentText(keep if keep in s.products else s.current_product)
         self.product.blockSignals(False)
 
+    def _settings_changed(self, _settings) -> None:
+        """A model may have changed (here, by Learn, by a relearn, by a rollback): list anew."""
+        self._refresh_products()
+        if self.services.log is not None:
+            self.load()
+
     def on_shown(self) -> None:
         self._refresh_products()
         self.load()
@@ -141,14 +148,20 @@ class VersionsScreen(QWidget):
             self.head.setText("The inspection log is not open: versions are kept there.")
             return
 
+        self._request += 1
+        request = self._request
+
         def query():
             active = active_version(self.services, lg, product)
-            return ver.versions_of(lg, product), active
+            return request, ver.versions_of(lg, product), active
 
         self.services.tasks.call("Reading model versions", query, on_done=self._show)
 
     def _show(self, result) -> None:
-        self.versions, self.active = result
+        request, found, active = result
+        if request != self._request:          # an older query answering late: not the latest
+            return
+        self.versions, self.active = found, active
         self.head.setText(ver.describe(self.versions, self.active))
         self.table.setRowCount(len(self.versions))
         for i, v in enumerate(self.versions):
