@@ -86,6 +86,7 @@ def main(argv: list[str]) -> int:
     # staged Learn (the default): the quick model is saved and live first, EfficientAD trains
     # behind it, then the comparison is shown and the better one judges
     wait(lambda: "Staged Learn" in w.learn.result_text.text(), 1800, "both models of a staged Learn")
+    w.tabs.setCurrentWidget(w.learn)                 # a saved model switches to Live
     shot("learn-result")
     wait(lambda: services.model_info is not None and services.model_info.model_id, 60, "the model")
     w.tabs.setCurrentWidget(w.live)
