@@ -39,14 +39,26 @@ def _log_part(log, i, image, score, threshold, model_id, product="P"):
     log.submit(InspectionRecord(v, time.time() + i / 1000, "st", "cam", product, image=image))
 
 
+QUICK = replace(CFG, model=replace(CFG.model, kind="quick"))
+
+
 @pytest.fixture(scope="module")
 def line(tmp_path_factory):
+    yield from _line(tmp_path_factory, CFG)
+
+
+@pytest.fixture(scope="module")
+def quick_line(tmp_path_factory):
+    yield from _line(tmp_path_factory, QUICK)
+
+
+def _line(tmp_path_factory, cfg):
     """A product whose first version rejects parts with a sticker; 3 marked false rejects,
     2 confirmed defects, in a real log."""
     root = tmp_path_factory.mktemp("relearn")
     rng = np.random.default_rng(0)
     good = [make_part(rng)[0] for _ in range(20)]
-    first = train(CFG, good)
+    first = train(cfg, good)
     path = root / "models" / "P-first.pt"
     save_checkpoint(first.model, path, first.meta)
     meta = ModelMeta.from_dict(first.meta)
@@ -99,6 +111,20 @@ def test_relearning_makes_the_false_rejects_pass_and_records_what_it_used(line):
     assert sorted(meta["labels_used"]) == sorted(fr_ids) and meta["relearned_from"] == v1.model_id
     # a second relearn knows these labels are learned
     assert relearn.collect(log, "P", v2).new_false_rejects == 0
+
+
+def test_relearning_a_quick_model(quick_line):
+    """The default Learn may leave a quick model live: relearning it adds the false rejects'
+    patches to its bank, and the defects still fail."""
+    log, v1, root, fr_ids = quick_line
+    rs = relearn.collect(log, "P", v1)
+    assert rs.new_false_rejects == 3 and len(rs.defects) == 2
+    job = relearn.RelearnJob(QUICK, rs, v1.path, v1.threshold, str(root / "models" / "pending.pt"))
+    c = relearn.run(job, lambda f, m: None).compared
+    assert c.false_rejects_passing(new=False) == 0 and c.false_rejects_passing(new=True) == 3
+    assert c.defects_failing(new=True) == 2
+    model, _ = load_checkpoint(job.pending_path)
+    assert model.config.kind == "quick"
 
 
 def test_versions_list_compare_activate_and_roll_back(line):
