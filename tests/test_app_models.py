@@ -193,7 +193,8 @@ def test_relearn_makes_marked_false_rejects_pass(tmp_path, trained, qtbot):
         assert c.defects_failing(new=True) == 2
         assert dialog.table.rowCount() == 5
         assert [dialog.table.item(i, 4).text() for i in range(5)] == ["yes"] * 5
-        assert dialog.accept_button.isEnabled()
+        # the job's end (which enables Accept) is signalled just after its result
+        wait_until(qtbot, dialog.accept_button.isEnabled, 30, "Accept to be enabled")
         dialog.accept_button.click()
         wait_until(qtbot, lambda: w.services.model_info.model_id not in ("", v2.model_id), 60,
                    "the new version in use")
