@@ -452,9 +452,8 @@ class LearnScreen(QWidget):
             text += " The quick model stays in use."
         self.progress_text.setText(text)
 
-    def _trained(self, result: LearnedModel) -> None:
-        self.result = result
-        meta = result.meta
+    def _draw_scores(self, meta: ModelMeta) -> None:
+        """The histogram of a model's held-out good parts and synthetic defects, its threshold."""
         scores = np.asarray(meta.holdout_scores, dtype=np.float64)
         t = meta.threshold
         syn_scores = np.asarray(meta.synthetic.scores if meta.synthetic else [], dtype=np.float64)
@@ -466,6 +465,11 @@ class LearnScreen(QWidget):
         self.synthetic_bars.setVisible(bool(syn_scores.size))
         self.proposed.setPos(t)
         self.proposed.show()
+
+    def _trained(self, result: LearnedModel) -> None:
+        self.result = result
+        meta = result.meta
+        self._draw_scores(meta)
         self.progress.setValue(1000)
         took = time.monotonic() - self._t0
         self.progress_text.setText(f"Learned in {took:.0f} s.")
@@ -492,6 +496,7 @@ class LearnScreen(QWidget):
                         prefer_on_tie="efficientad" if gpu else None)
         chosen = staged[choice.kind]
         self.result = None                         # both are handled here, not by Save
+        self._draw_scores(chosen.meta)             # the histogram of the one that judges
         self.result_text.setText(learn_result_text(chosen.meta) + "\nStaged Learn — " + choice.text())
         if choice.kind in self._saved:
             self._use_saved(self._saved[choice.kind], chosen.meta)
