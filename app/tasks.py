@@ -178,6 +178,10 @@ class Tasks(QObject):
         self.errors = errors
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(max_threads)
+        # Pool threads never expire: each new pool thread that runs Python gets a new thread
+        # state. Two full test runs crashed (segfault) inside a pool thread's Python code; this
+        # removes the thread churn as one suspect (not proven to be the cause).
+        self.pool.setExpiryTimeout(-1)
         self._jobs: set[Job] = set()
 
     def run(self, name: str, fn, on_done: Callable[[Any], None] | None = None,
