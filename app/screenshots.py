@@ -14,10 +14,26 @@ from dataclasses import replace
 from pathlib import Path
 
 
+
+def spin(ms: int) -> None:
+    """Run the Qt event loop for ms milliseconds."""
+    from PySide6.QtCore import QEventLoop, QTimer
+    loop = QEventLoop()
+    QTimer.singleShot(ms, loop.quit)
+    loop.exec()
+
+
+def wait(cond, timeout_s: float, what: str) -> None:
+    """Spin until cond() holds; a timeout ends the script with what it waited for."""
+    end = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > end:
+            raise SystemExit(f"screenshots: timed out waiting for {what}")
+        spin(100)
+
 def main(argv: list[str]) -> int:
     out = Path(argv[0] if argv else "docs/screenshots")
     out.mkdir(parents=True, exist_ok=True)
-    from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
     import pyqtgraph as pg
@@ -46,18 +62,6 @@ def main(argv: list[str]) -> int:
     w.resize(1360, 860)
     w.show()
     w.start_up()
-
-    def spin(ms: int) -> None:
-        loop = QEventLoop()
-        QTimer.singleShot(ms, loop.quit)
-        loop.exec()
-
-    def wait(cond, timeout_s: float, what: str) -> None:
-        end = time.monotonic() + timeout_s
-        while not cond():
-            if time.monotonic() > end:
-                raise SystemExit(f"screenshots: timed out waiting for {what}")
-            spin(100)
 
     def shot(name: str, settle: bool = True) -> None:
         if settle:

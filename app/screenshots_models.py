@@ -10,6 +10,7 @@ defects (confirmed). Then: Versions (comparing the two), Threshold from known de
 Each is grabbed with QWidget.grab()."""
 from __future__ import annotations
 
+from app.screenshots import spin, wait
 import sys
 import tempfile
 import time
@@ -59,7 +60,6 @@ def _train_versions(models: Path, good, size: int, steps: int, teacher: str, pen
 def main(argv: list[str]) -> int:
     out = Path(argv[0] if argv else "docs/screenshots")
     out.mkdir(parents=True, exist_ok=True)
-    from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
     import pyqtgraph as pg
@@ -94,18 +94,6 @@ def main(argv: list[str]) -> int:
     w.resize(1360, 860)
     w.show()
     w.start_up(autostart=False)
-
-    def spin(ms: int) -> None:
-        loop = QEventLoop()
-        QTimer.singleShot(ms, loop.quit)
-        loop.exec()
-
-    def wait(cond, timeout_s: float, what: str) -> None:
-        end = time.monotonic() + timeout_s
-        while not cond():
-            if time.monotonic() > end:
-                raise SystemExit(f"screenshots: timed out waiting for {what}")
-            spin(100)
 
     def shot(name: str, widget=None) -> None:
         spin(600)

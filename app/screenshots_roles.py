@@ -8,6 +8,7 @@ changes, the operator's view of Threshold (refused, the tooltip naming the role)
 with a region dragged on the picture, Live with a near-miss PASS, the Audit trail."""
 from __future__ import annotations
 
+from app.screenshots import spin, wait
 import sys
 import tempfile
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 def main(argv: list[str]) -> int:
     out = Path(argv[0] if argv else "docs/screenshots")
     out.mkdir(parents=True, exist_ok=True)
-    from PySide6.QtCore import QEventLoop, QPoint, Qt, QTimer
+    from PySide6.QtCore import QPoint, Qt
     from PySide6.QtGui import QPainter
     from PySide6.QtWidgets import QApplication, QToolTip
 
@@ -45,18 +46,6 @@ def main(argv: list[str]) -> int:
     w.resize(1280, 800)
     w.show()
     w.start_up(autostart=False)
-
-    def spin(ms: int) -> None:
-        loop = QEventLoop()
-        QTimer.singleShot(ms, loop.quit)
-        loop.exec()
-
-    def wait(cond, timeout_s: float, what: str) -> None:
-        end = time.monotonic() + timeout_s
-        while not cond():
-            if time.monotonic() > end:
-                raise SystemExit(f"screenshots: timed out waiting for {what}")
-            spin(100)
 
     def shot(name: str, tip: tuple | None = None) -> None:
         spin(400)
