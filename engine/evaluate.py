@@ -209,7 +209,8 @@ def evaluate(check: CategoryCheck, cfg, progress=lambda f, m: None, skip=lambda 
         "category": check.base.name, "steps": int(result.meta.get("steps", cfg.steps)),
         "size": cfg.model.size,
         "kind": cfg.model.kind, "model": model_title(asdict(cfg.model)),
-        "model_file_mb": _file_mb(result.model, result.meta),
+        "model_file_mb": (Path(save_model).stat().st_size / 1e6 if save_model   # written above
+                          else _file_mb(result.model, result.meta)),
         "image_size": cfg.model.image_size, "tiling": cfg.model.tiling,
         "tile_scale": cfg.model.tile_scale, "roi": cfg.model.roi,
         **overall,
