@@ -80,7 +80,9 @@ def test_a_fail_raises_the_camera_line_for_the_pulse_and_a_pass_leaves_it_low():
         wait_for(lambda: not value(), 5, "the line low after the pulse")
         assert time.monotonic() - t0 >= 0.15 - 0.02
         assert nm.get_node("UserOutputSelector").value == "UserOutput1"
-        assert dict(out.view().values)["level"] == "low" and hub.counts() == {}
+        # the node is written on a worker thread; the view is updated when that write returns
+        wait_for(lambda: dict(out.view().values).get("level") == "low", 5, "the view saying low")
+        assert hub.counts() == {}
     finally:
         hub.stop()
 
