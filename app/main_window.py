@@ -22,6 +22,8 @@ log = logging.getLogger("inspect.app")
 class MainWindow(QMainWindow):
     def __init__(self, services: Services):
         super().__init__()
+        from app import gc_guard
+        gc_guard.install()           # cycles are collected on this thread, never a worker's
         self.services = services
         from engine.version import version_text
         self.setWindowTitle(f"Inspection — {version_text()}")
