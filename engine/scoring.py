@@ -23,6 +23,14 @@ from engine.types import Decision, decide
 
 
 @dataclass(frozen=True, eq=False)
+class Prepared:
+    """Frames made network input by Scorer.prepare (the tensors are on the scoring device)."""
+    inputs: object                  # (B,3,S,S) float 0..1, or per frame (1,3,H,W) for layouts
+    shapes: tuple                   # each frame's (H, W)
+    t0: float                       # perf_counter at prepare(): latency counts from here
+
+
+@dataclass(frozen=True, eq=False)
 class ScoreResult:
     scores: np.ndarray              # (B,) float64 image scores: each map's maximum
     maps: list[np.ndarray] | None   # B maps, H×W float32 at each frame's resolution
@@ -150,43 +158,61 @@ class Scorer:
     @torch.inference_mode()
     def score(self, frames: list[np.ndarray] | np.ndarray, with_maps: bool = True) -> ScoreResult:
         """Score a batch. Frames: H×W×3 uint8 RGB (a list of any sizes, or a (B,H,W,3) array)."""
+        batch = self.prepare(frames)
+        return self.finish(batch, self.infer(batch), with_maps)
+
+    # The three stages of score(), for a live loop that runs them on different threads
+    # (engine/line/pipeline.py): only infer() runs the networks.
+    @torch.inference_mode()
+    def prepare(self, frames: list[np.ndarray] | np.ndarray) -> "Prepared":
+        """Check the frames and make the network input (resized on the scoring device)."""
+        t0 = time.perf_counter()
         if isinstance(frames, np.ndarray):
             frames = [frames] if frames.ndim == 3 else list(frames)
-        if not frames:
-            return ScoreResult(np.zeros(0), [] if with_maps else None, 0.0)
         for i, f in enumerate(frames):
             if f.dtype != np.uint8 or f.ndim != 3 or f.shape[2] != 3:
                 raise InspectError(f"Frame {i} must be H×W×3 uint8 RGB, got {f.dtype} {f.shape}.")
-        t0 = time.perf_counter()
+        shapes = tuple(f.shape[:2] for f in frames)
+        if not frames:
+            inputs: object = None
+        elif self._layouts is not None:                  # whole frames: the layout crops/tiles
+            inputs = tuple(frame_to_tensor01(f, self.device) for f in frames)
+        else:
+            inputs = frames_to_tensor(frames, self.image_size, self.device)  # (B,3,S,S) 0..1
+        return Prepared(inputs, shapes, t0)
+
+    @torch.inference_mode()
+    def infer(self, batch: "Prepared"):
+        """The networks: the PDN-grid maps (B,1,s,s), or for a layout model each frame's map."""
+        if batch.inputs is None:
+            return None
         if self._layouts is not None:
-            return self._score_layout(frames, with_maps, t0)
-        u = frames_to_tensor(frames, self.image_size, self.device)       # (B,3,S,S) 0..1
-        small = self._run_small(u)                                         # (B,1,s,s)
+            from engine.layout import Layout, frame_map
+            out = []
+            for hw, f01 in zip(batch.shapes, batch.inputs):
+                if hw not in self._layouts:                  # clear error if it can't
+                    self._layouts[hw] = Layout.of(self.model.config, hw)
+                out.append(frame_map(self._layout_model, self._layouts[hw], f01))   # (H,W)
+            return out
+        return self._run_small(batch.inputs)
+
+    @torch.inference_mode()
+    def finish(self, batch: "Prepared", small, with_maps: bool = True) -> ScoreResult:
+        """Maps at each frame's resolution and their maxima, from infer()'s output."""
+        if batch.inputs is None:
+            return ScoreResult(np.zeros(0), [] if with_maps else None, 0.0)
         scores, maps = [], []
-        for i, f in enumerate(frames):
-            # Upsample on the device and take the maximum there; copy only what is asked for.
-            full = map_to_image(small[i:i + 1], self.image_size, f.shape[:2])[0, 0]  # (H,W)
+        for i, hw in enumerate(batch.shapes):
+            if self._layouts is not None:
+                full = small[i]                                                  # (H,W)
+            else:   # upsample on the device and take the maximum there
+                full = map_to_image(small[i:i + 1], self.image_size, hw)[0, 0]   # (H,W)
             scores.append(full.max())
             if with_maps:
                 maps.append(full.float().cpu().numpy())
         score_arr = torch.stack(scores).double().cpu().numpy()
         return ScoreResult(score_arr, maps if with_maps else None,
-                           (time.perf_counter() - t0) * 1000.0)
-
-    def _score_layout(self, frames, with_maps: bool, t0: float) -> ScoreResult:
-        from engine.layout import Layout, frame_map
-        scores, maps = [], []
-        for f in frames:
-            hw = f.shape[:2]
-            if hw not in self._layouts:                             # clear error if it can't
-                self._layouts[hw] = Layout.of(self.model.config, hw)
-            layout = self._layouts[hw]
-            full = frame_map(self._layout_model, layout, frame_to_tensor01(f, self.device))  # (H,W)
-            scores.append(float(full.max()))
-            if with_maps:
-                maps.append(full.float().cpu().numpy())
-        return ScoreResult(np.array(scores, dtype=np.float64), maps if with_maps else None,
-                           (time.perf_counter() - t0) * 1000.0)
+                           (time.perf_counter() - batch.t0) * 1000.0)
 
     def decide(self, score: float, threshold: float | None = None,
                review_below: float | None = None) -> Decision:
