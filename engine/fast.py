@@ -72,13 +72,29 @@ class FoldedEfficientAD(nn.Module):
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """(B,3,S,S) in [0,1] -> final anomaly map (B,1,s,s) on the PDN grid."""
+        return self.parts(u).sum(1, keepdim=True) + self.gamma
+
+    def parts(self, u: torch.Tensor) -> torch.Tensor:
+        """(B,3,S,S) in [0,1] -> (B,2,s,s) float: the ST and AE halves of the map, each
+        scaled by the fp32 calibration and without the offset γ (a reduced-precision path
+        maps them again with its own quantiles: engine/precision.py)."""
         c = self.c
         t = self.teacher(u)                                      # (B,C,s,s), scaled
         s = self.student(u)                                      # (B,2C,s,s), scaled
         a = self.autoencoder((u - self.image_mean) / self.image_std)
-        d = (t - s[:, :c]).float().pow(2).sum(1, keepdim=True) + \
-            (a - s[:, c:]).float().pow(2).sum(1, keepdim=True)
-        return d + self.gamma
+        return torch.cat([(t - s[:, :c]).float().pow(2).sum(1, keepdim=True),
+                          (a - s[:, c:]).float().pow(2).sum(1, keepdim=True)], dim=1)
+
+
+class PartsGraph(nn.Module):
+    """u (B,3,S,S) in [0,1] -> parts (B,2,s,s): what a reduced-precision ONNX path runs."""
+
+    def __init__(self, folded: FoldedEfficientAD):
+        super().__init__()
+        self.folded = folded
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return self.folded.parts(u)
 
 
 class ExportGraph(nn.Module):
@@ -99,19 +115,22 @@ class ExportGraph(nn.Module):
         return full, small.amax(dim=(1, 2, 3)), small
 
 
-def export_onnx(model: EfficientAD, path: str | Path, batch: int | None = None) -> Path:
-    """Write the folded model as one ONNX graph (dynamic batch unless `batch` is given)."""
+def export_onnx(model: EfficientAD, path: str | Path, batch: int | None = None,
+                parts: bool = False) -> Path:
+    """Write the folded model as one ONNX graph (dynamic batch unless `batch` is given):
+    outputs map, score, grid; or with `parts` the one output "parts" (B,2,s,s)."""
     from engine.extras import require
     require("onnx", "The ONNX export")          # torch's exporter needs it (the [export] extra)
     path = Path(path)
-    graph = ExportGraph(FoldedEfficientAD(model)).eval()
+    folded = FoldedEfficientAD(model)
+    graph = (PartsGraph(folded) if parts else ExportGraph(folded)).eval()
+    names = ["parts"] if parts else ["map", "score", "grid"]
     s = model.config.image_size
     dummy = torch.rand(batch or 1, 3, s, s)
-    dyn = None if batch else {n: {0: "batch"} for n in ("image", "map", "score", "grid")}
+    dyn = None if batch else {n: {0: "batch"} for n in ["image", *names]}
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.onnx.export(graph, (dummy,), str(path), input_names=["image"],
-                      output_names=["map", "score", "grid"], dynamic_axes=dyn, opset_version=17,
-                      dynamo=False)
+                      output_names=names, dynamic_axes=dyn, opset_version=17, dynamo=False)
     return path
 
 
@@ -120,9 +139,11 @@ class TorchRunner:
     """Folded model in torch; channels-last; optional bf16/fp16 autocast; optional CUDA graph."""
 
     def __init__(self, model: EfficientAD, device: torch.device, precision: str = "fp32",
-                 cuda_graph: bool = False):
+                 cuda_graph: bool = False, parts: bool = False):
         self.device = device
-        self.net = FoldedEfficientAD(model).to(device).to(memory_format=torch.channels_last).eval()
+        folded = FoldedEfficientAD(model)
+        net = PartsGraph(folded) if parts else folded          # parts: (B,2,s,s), else the map
+        self.net = net.to(device).to(memory_format=torch.channels_last).eval()
         self.dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
         if self.dtype is torch.float16 and device.type != "cuda":
             raise ValueError("fp16 runs on CUDA only")
@@ -175,6 +196,10 @@ class OnnxRuntimeRunner:
     def small(self, u: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.sess.run(["grid"], {"image": u.cpu().numpy()})[0])
 
+    def first(self, u: torch.Tensor) -> torch.Tensor:
+        """The graph's first output (a parts graph has only that one)."""
+        return torch.from_numpy(self.sess.run(None, {"image": u.cpu().numpy()})[0])
+
 
 class OpenVinoRunner:
     def __init__(self, onnx_path: Path, precision: str = "fp32", threads: int | None = None):
@@ -195,6 +220,11 @@ class OpenVinoRunner:
 
     def small(self, u: torch.Tensor) -> torch.Tensor:
         return self.run(u)[2]
+
+    def first(self, u: torch.Tensor) -> torch.Tensor:
+        """The graph's first output (a parts graph has only that one)."""
+        res = self.request.infer({0: u.cpu().numpy()})
+        return torch.from_numpy(res[self.compiled.output(0)].copy())
 
 
 # -- NNPACK: fast-convolution algorithms for the CPU ---------------------------------------

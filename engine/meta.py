@@ -31,6 +31,7 @@ class ModelMeta:
     synthetic: SyntheticCheck | None = None          # the synthetic-defect check at it
     kind: str = "efficientad"                        # or "quick" (engine/quick.py)
     bank_rows: int = 0                               # quick model: patches in its bank
+    scoring_path: str = ""                           # set by the Scorer: the path it judges on, why
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "ModelMeta":

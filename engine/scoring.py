@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
+from engine import precision
+from engine.autopath import PathChoice
 from engine.device import resolve_device
 from engine.errors import InspectError
 from engine.model import EfficientAD, check_finite_model, load_checkpoint, map_to_image
@@ -38,23 +40,19 @@ class ScoreResult:
 
 
 BACKENDS = ("eager", "torch-fp32", "torch-fp32-nnpack", "torch-fp32-graph", "torch-bf16",
-            "torch-fp16-graph", "onnxruntime", "openvino-fp32", "openvino-bf16")
+            "torch-bf16-graph", "torch-fp16-graph", "onnxruntime", "openvino-fp32", "openvino-bf16")
 
 
 def auto_backend(device: torch.device) -> str:
-    """The fastest path whose scores match the eager fp32 forward (measured side by side by
-    `python main.py bench score`; see engine/fast.py):
+    """The exact fp32 path `auto` takes for a model with no reduced-precision calibration:
       * CPU: the folded model with NNPACK's fast-convolution algorithms (Winograd/FFT, fp32,
         about 1e-6 relative difference): 1.55x eager on the idle 2-core dev machine, where
         oneDNN's direct convolutions (folded torch fp32: 1.14x) are already near the fp32
-        peak. Without NNPACK (a CPU without AVX2), the folded torch fp32 model. bf16 is
-        about 2.3x but moves scores by up to 4%, so it is opt-in only;
+        peak. Without NNPACK (a CPU without AVX2), the folded torch fp32 model;
       * CUDA: the folded model in fp32 replayed as a CUDA graph (no launch overhead).
-    """
-    if device.type == "cuda":
-        return "torch-fp32-graph"
-    from engine.fast import nnpack_available
-    return "torch-fp32-nnpack" if nnpack_available() else "torch-fp32"
+    A model calibrated for reduced-precision paths is timed on them (engine/autopath.py)."""
+    from engine.autopath import exact_path
+    return exact_path(device)
 
 
 def _finite_number(v) -> bool:
@@ -102,6 +100,8 @@ class Scorer:
                                "model scores with 'auto' (or 'eager').")
         if self.kind == "quick":
             backend = "eager"
+        self.path_choice = PathChoice(backend, f"{backend}, as asked" if backend != "eager" else
+                                      "eager fp32 (the reference forward)", ())
         if model.config.uses_layout:
             if backend not in ("auto", "eager", "torch-fp32-nnpack"):
                 raise InspectError(f"Scoring backend {backend} does not support tiling or a "
@@ -112,9 +112,20 @@ class Scorer:
                 self._layout_model = scoring_copy(self.model, self.device)
             self.backend = "eager" if self._layout_model is self.model else "torch-fp32-nnpack"
             self._run_small = None
+            self.path_choice = PathChoice(self.backend, f"fp32 ({self.backend}): a model with "
+                                          "tiling or a region of interest scores in fp32", ())
+            self.info = replace(self.info, scoring_path=self.path_choice.reason)
             return
-        self.backend = auto_backend(self.device) if backend == "auto" else backend
+        if backend == "auto" and self.kind != "quick":
+            from engine.autopath import choose
+            self.path_choice = choose(self.model, self.meta, self.device, self._make_runner)
+            backend = self.path_choice.backend
+        self.backend = backend
         self._run_small = self._make_runner(self.backend)
+        cal = precision.calibrations(self.meta).get(self.backend)
+        if cal is not None:                   # a reduced path judges with its own threshold
+            self.threshold = cal.threshold
+        self.info = replace(self.info, scoring_path=self.path_choice.reason)
 
     def _make_runner(self, backend: str):
         """-> function: u (B,3,S,S) in [0,1] on the device -> map (B,1,s,s) on the device."""
@@ -128,15 +139,17 @@ class Scorer:
                 return fast.NnpackRunner(self.model)
             except RuntimeError as exc:
                 raise InspectError(f"Scoring backend torch-fp32-nnpack is not available: {exc}.") from None
+        if backend in precision.REDUCED_PATHS:
+            return self._reduced_runner(backend)
         if backend.startswith("torch-"):
-            precision = backend.split("-")[1]
+            prec = backend.split("-")[1]
             if backend not in BACKENDS:
                 raise InspectError(f"Unknown scoring backend {backend!r}; choose from {', '.join(BACKENDS)}.")
-            if precision in ("fp16",) and self.device.type != "cuda":
+            if prec == "fp16" and self.device.type != "cuda":
                 raise InspectError(f"Scoring backend {backend} needs a CUDA GPU.")
-            return fast.TorchRunner(self.model, self.device, precision,
+            return fast.TorchRunner(self.model, self.device, prec,
                                     cuda_graph=backend.endswith("-graph"))
-        if backend in ("onnxruntime", "openvino-fp32", "openvino-bf16"):
+        if backend in ("onnxruntime", "openvino-fp32"):
             if self.device.type != "cpu":
                 raise InspectError(f"Scoring backend {backend} runs on the CPU only.")
             import tempfile
@@ -149,6 +162,24 @@ class Scorer:
             # the exported graph also upsamples; keep the grid map only: the grid is its input
             return lambda u: runner.small(u)
         raise InspectError(f"Unknown scoring backend {backend!r}; choose from {', '.join(BACKENDS)}.")
+
+    def _reduced_runner(self, backend: str):
+        """A reduced-precision path, only with the model's calibration for it (its own map
+        weights and threshold): uncalibrated, its scores would be off by a few per cent."""
+        cal = precision.calibrations(self.meta).get(backend)
+        if cal is None:
+            raise InspectError(
+                f"This model was not calibrated for the {backend} scoring path, so its scores "
+                "there would be off by a few per cent: score it with 'auto' or an fp32 path, or "
+                "calibrate it again (python main.py calibrate MODEL --images GOOD_FOLDER).")
+        if cal.device != self.device.type:
+            raise InspectError(f"This model's {backend} calibration was made on the {cal.device}; "
+                               f"it cannot judge on the {self.device.type}. Calibrate it here again.")
+        if backend not in precision.reduced_paths_here(self.device):
+            raise InspectError(f"Scoring path {backend} cannot run on this machine "
+                               "(no bf16 arithmetic, or its library is not installed).")
+        run = precision.parts_runner(self.model, backend, self.device)
+        return lambda u: precision.path_map(run(u), cal.weights)
 
     @classmethod
     def from_file(cls, path: str | Path, device: str = "auto", backend: str = "eager") -> "Scorer":

@@ -79,6 +79,8 @@ class TrainConfig:
     synthetic_per_kind: int = 16        # synthetic defects of each kind for the check (0: none)
     # Keep the best state of a few held-out checks, not the last (engine/selection.py).
     select_best: bool = True
+    # Calibrate the reduced-precision scoring paths this machine runs (engine/precision.py).
+    reduced_paths: bool = True
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -501,7 +503,7 @@ def _comparable(cfg: TrainConfig | dict) -> dict:
     """A config as a dict without what may change between a run and its resume."""
     d = dict(asdict(cfg) if isinstance(cfg, TrainConfig) else cfg)
     for k in ("device", "checkpoint_every", "target_frr", "synthetic_per_kind",   # calibration only
-              "select_best"):
+              "select_best", "reduced_paths"):
         d.pop(k, None)
     if isinstance(d.get("model"), dict):      # a file of an earlier version: its defaults filled in
         try:
@@ -831,7 +833,11 @@ def _losses(model: EfficientAD, x_st, x_ae, x_pen, p_hard: float, bf16: bool):
 def _threshold_meta(cfg: TrainConfig, hold_scores: np.ndarray, estimate: ThresholdEstimate,
                     synthetic) -> dict:
     """What a model file says about its threshold (training and `calibrate` alike)."""
+    paths = {}
+    if isinstance(synthetic, _Checked):
+        synthetic, paths = synthetic.check, synthetic.paths
     return {
+        **paths,
         "threshold": estimate.threshold,
         "threshold_rule": rule_text(cfg.target_frr),
         "threshold_estimate": estimate.to_dict(),
@@ -879,7 +885,31 @@ def _calibrate(model: EfficientAD, cfg: TrainConfig, hold: _HeldOut, textures, d
     else:
         views, layouts = None, [hold.layouts[d.source] for d in defects]
     scores = score(frames, views, layouts)
-    return hold_scores, estimate, check_threshold(scores, [d.kind for d in defects], estimate.threshold)
+    kinds = [d.kind for d in defects]
+    synthetic = check_threshold(scores, kinds, estimate.threshold)
+    if hold.layouts is None and cfg.reduced_paths and isinstance(model, EfficientAD):
+        synthetic = _with_paths(synthetic, model, cfg, hold.views, views, kinds, hold_scores,
+                                scores, device, progress)
+    return hold_scores, estimate, synthetic
+
+
+def _with_paths(synthetic, model, cfg: TrainConfig, hold_views, defect_views, kinds,
+                hold_scores, defect_scores, device, progress):
+    """The reduced-precision paths calibrated on the same held-out parts and synthetic
+    defects (engine/precision.py); their meta rides on the check -> `_threshold_meta`."""
+    from engine import precision
+    check = precision.CheckSet(hold_views.float() / 255, defect_views.float() / 255, tuple(kinds),
+                               cfg.q_a, cfg.q_b, cfg.target_frr, cfg.seed)
+    fp32_auroc = precision.heldout_auroc(np.asarray(hold_scores), np.asarray(defect_scores))
+    found = precision.calibrate_paths(model.eval(), device, check, fp32_auroc, progress)
+    return _Checked(synthetic, found)
+
+
+@dataclass(frozen=True, eq=False)
+class _Checked:
+    """The synthetic check and the paths calibrated with it."""
+    check: object                       # SyntheticCheck
+    paths: dict                         # meta entries "paths", "paths_reference"
 
 
 def recalibrate(model: EfficientAD, meta: dict, images: list[np.ndarray],
