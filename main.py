@@ -30,6 +30,7 @@ BENCHES = {
     "gui": "app.bench:main",                       # needs Qt: stays in app/
     "pipeline": "app.bench_pipeline:main",         # needs Qt: stays in app/
     "line": "engine.bench.line:main",              # verdict -> OPC UA subscription / Modbus read
+    "gpu": "engine.bench.gpu:main",                # every CUDA path, training, detection, live line
 }
 
 
