@@ -1,13 +1,17 @@
 """The live path of a frame, all plain Python on threads (no Qt here):
 
     camera feed (engine/line/feed.py: the engine/camera acquisition thread, latest-frame slot)
-      -> scoring thread (this file): takes the newest frame, asks the log guard, Scorer.score,
-         decide -> Verdict, renders the overlay, hands an InspectionRecord to the log writer
-         (never blocks)
+      -> pipelined (the default; engine/line/stages.py): intake (newest frame, capture, trigger
+         gate, log guard, Scorer.prepare) -> the scoring thread (Scorer.infer, the networks
+         only) -> finishing (Scorer.finish, decide -> Verdict, overlay, InspectionRecord to
+         the log writer, outputs, on_result); one frame between any two stages
+      -> or serial (pipelined=False, kept for `bench pipeline`'s comparison): the scoring
+         thread does all of it per frame: the newest frame, log guard, Scorer.score, decide,
+         overlay, log submission (never blocks)
       -> on_result(LiveResult): a client (the GUI wraps it in tasks.Relay) only draws it.
 
-The scoring thread also serves the Learn flow (captures the next N frames) and swaps
-models between frames when the product changes. Errors go to on_error(where, exc): the
+The line also serves the Learn flow (captures the next N frames) and swaps models between
+frames when the product changes. Errors go to on_error(where, exc): the
 thread keeps running (a scoring error costs one frame, not the line). start() and stop()
 never wait: the scoring thread starts and stops the camera itself, and a start that comes
 while a stop is under way is taken up by the scoring thread when the camera has stopped.
@@ -45,7 +49,8 @@ class Pipeline:
                  on_model: Callable[[ModelStatus], None] = lambda status: None,
                  on_error: Callable[[str, BaseException], None] = lambda where, e: None,
                  log_submit: Callable | None = None,
-                 log_guard: Callable[[], str | None] | None = None):
+                 log_guard: Callable[[], str | None] | None = None,
+                 pipelined: bool = True):
         self.feed = feed                       # start(), stop(), next_frame(timeout), rate_hz()
         self.station = station
         self.device = device
@@ -58,6 +63,9 @@ class Pipeline:
         # that the log would not record: the camera runs on (Learn), judging stops.
         self.log_guard = log_guard
         self.halted = ""
+        # the three-stage loop (engine/line/stages.py), or everything on the scoring thread;
+        # read at each start
+        self.pipelined = bool(pipelined)
         # engine.line.trigger.TriggerGate: which frames are parts, with their ids (None:
         # every frame, no id); engine.outputs.LineOutputs: the PLC's view of each verdict.
         self.trigger = None
@@ -81,6 +89,7 @@ class Pipeline:
         self._idle.set()
         self._thread: threading.Thread | None = None
         self.parts = self.fails = self.reviews = 0
+        self.skipped = 0                       # frames taken, then replaced by a newer one
 
     # ---- control (any thread; none of these waits) --------------------------------------
     def start(self) -> None:
@@ -171,6 +180,7 @@ class Pipeline:
 
     def reset_counters(self) -> None:
         self.parts = self.fails = self.reviews = 0
+        self.skipped = 0
 
     @property
     def spec(self) -> ModelSpec | None:
@@ -210,19 +220,27 @@ class Pipeline:
         # thread's lower priority, so neither competes with the GUI for the CPU.
         self.feed.start()
         try:
-            while not self._stop.is_set():
-                try:
-                    self._apply_pending()
-                    frame = self.feed.next_frame(0.2)
-                    if frame is None:
-                        continue
-                    self._feed_capture(frame)
-                    self._part(frame)
-                except Exception as exc:       # noqa: BLE001 - one bad frame must not stop the line
-                    self.on_error("Scoring", exc)
-                    time.sleep(0.2)            # a persistent fault must not flood the log
+            if self.pipelined:
+                from engine.line.stages import StagedLoop
+                StagedLoop(self).run()         # returns once every stage thread has ended
+            else:
+                self._serve_serially()
         finally:
             self.feed.stop()
+
+    def _serve_serially(self) -> None:
+        """The single-thread loop: per frame, everything on the scoring thread."""
+        while not self._stop.is_set():
+            try:
+                self._apply_pending()
+                frame = self.feed.next_frame(0.2)
+                if frame is None:
+                    continue
+                self._feed_capture(frame)
+                self._part(frame)
+            except Exception as exc:           # noqa: BLE001 - one bad frame must not stop the line
+                self.on_error("Scoring", exc)
+                time.sleep(0.2)                # a persistent fault must not flood the log
 
     def _apply_pending(self) -> None:
         """Load the pending model. One load at a time, so that the scoring thread waits
@@ -302,6 +320,10 @@ class Pipeline:
         halted = self._halt_reason() if scorer is not None else ""
         if scorer is not None and not halted:
             verdict, shown, logged = self._judge(frame, scorer, product)
+        self._publish(frame, product, verdict, shown, logged, halted)
+
+    def _publish(self, frame: Frame, product: str, verdict: Verdict | None, shown: np.ndarray,
+                 logged: bool, halted: str) -> None:
         result = LiveResult(frame=frame, verdict=verdict, shown=shown, product=product,
                             camera_fps=self._camera_rate(),
                             parts=self.parts, fails=self.fails, reviews=self.reviews,
@@ -325,10 +347,15 @@ class Pipeline:
         with self._lock:
             threshold, review = self._threshold, self._review
         result = scorer.score([frame.rgb])
+        return self._conclude(frame, scorer.model_id, result, threshold, review, product)
+
+    def _conclude(self, frame: Frame, model_id: str, result, threshold: float,
+                  review: float | None, product: str) -> tuple[Verdict, np.ndarray, bool]:
+        """A ScoreResult of one frame -> verdict, counters, overlay, log submission."""
         score, amap = float(result.scores[0]), result.maps[0]
         decision = decide(score, threshold, review)
         verdict = Verdict(frame_id=frame.id, score=score, decision=decision,
-                          threshold=threshold, anomaly_map=amap, model_id=scorer.model_id,
+                          threshold=threshold, anomaly_map=amap, model_id=model_id,
                           latency_ms=result.latency_ms, part_id=frame.part_id)
         self.parts += 1
         self.fails += decision == Decision.FAIL

@@ -1,0 +1,295 @@
+"""The pipelined live loop: three stages on their own threads, one frame between any two.
+
+    intake    (thread "scoring intake"): the newest frame from the camera, Learn capture,
+              trigger gate, log guard, Scorer.prepare (checks, resize to the network input)
+      -> ready:  one prepared frame; a newer one replaces it (counted as skipped), so the
+                 networks always get the newest frame
+    scoring   (the line's "scoring" thread): Scorer.infer only, the networks
+      -> scored: one inferred frame; the scoring thread waits for room (its work is never
+                 thrown away: the skipping happens before it)
+    finishing (thread "scoring finish"): Scorer.finish (map at frame size, score), decide,
+              overlay, InspectionRecord -> log writer, outputs.on_live, on_result, counters
+
+On the 2-core PC the networks take 130-270 ms and everything else about 10 ms per frame, so
+the gain is that the rest no longer waits its turn: the networks run back to back. Each
+stage is one thread and each hand-over holds one frame, so verdicts come in frame order.
+A frame carries the Scorer that prepared it (and that model's threshold): a model swapped
+mid-flight never scores half a frame. An error costs the frame it happened to (on_error,
+the trigger gate released), never the line.
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from engine.line.priority import LIVE_NICE, background_priority
+from engine.types import Frame
+
+
+@dataclass(frozen=True, eq=False)
+class InFlight:
+    """One frame on its way through the stages, with everything it is judged by."""
+    frame: Frame
+    scorer: object | None            # the Scorer that prepared it; None: not judged
+    product: str
+    threshold: float
+    review: float | None
+    gate: object | None              # the TriggerGate that took it (None: every frame a part)
+    halted: str = ""                 # why it is not judged (the log cannot record it)
+    prepared: object | None = None   # Scorer.prepare's Prepared (None: a score()-only scorer)
+    small: object | None = None      # Scorer.infer's output
+    whole: object | None = None      # ScoreResult of a scorer without the three stages
+
+    @property
+    def judged(self) -> bool:
+        return self.scorer is not None and not self.halted
+
+    def release(self) -> None:
+        """The part is over (verdict out, dropped or failed): the PLC may send the next."""
+        if self.gate is not None:
+            self.gate.done(self.frame.part_id)
+
+
+class Handover:
+    """At most one item between two stage threads. replace=True: a newer item replaces the
+    one not taken yet (put returns it); replace=False: put waits for room."""
+
+    def __init__(self, replace: bool):
+        self.replace = replace
+        self._item: InFlight | None = None
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def put(self, item: InFlight, consumer_alive: Callable[[], bool] = lambda: True
+            ) -> InFlight | None:
+        """Hand item over; returns the item it replaced, or (waiting mode) item itself when
+        the consumer ended before taking it."""
+        with self._cond:
+            if self.replace:
+                old, self._item = self._item, item
+                self._cond.notify_all()
+                return old
+            while self._item is not None:
+                if not consumer_alive():
+                    return item
+                self._cond.wait(0.1)
+            self._item = item
+            self._cond.notify_all()
+            return None
+
+    def take(self, timeout: float) -> InFlight | None:
+        with self._cond:
+            if self._item is None and not self._closed:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            self._cond.notify_all()
+            return item
+
+    def clear(self) -> InFlight | None:
+        with self._cond:
+            item, self._item = self._item, None
+            self._cond.notify_all()
+            return item
+
+    def close(self) -> None:
+        """No more items come: the consumer ends once it has taken the last one."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def full(self) -> bool:
+        return self._item is not None
+
+    @property
+    def drained(self) -> bool:
+        with self._cond:
+            return self._closed and self._item is None
+
+
+class _Mean:
+    """Exponential moving mean of a duration (s); 0 until the first sample."""
+
+    def __init__(self, weight: float = 0.2):
+        self.weight, self.value = weight, 0.0
+
+    def add(self, seconds: float) -> None:
+        self.value = seconds if self.value == 0.0 else self.value + self.weight * (seconds - self.value)
+
+
+class StagedLoop:
+    """One run of the pipelined loop (from the line's start to its stop) for a Pipeline,
+    whose helpers (model swap, capture, log guard, verdict, publication) it calls."""
+
+    PACE_MARGIN_S = 0.004
+
+    def __init__(self, pipe):
+        self.pipe = pipe
+        self.ready = Handover(replace=True)
+        self.scored = Handover(replace=False)
+        self.prepare_s, self.infer_s = _Mean(), _Mean()
+        self._infer_started: float | None = None
+        self._end = threading.Event()
+
+    # ---- the run, on the line's scoring thread ------------------------------------------
+    def run(self) -> None:
+        """Start intake and finishing, infer until the line stops, then end both: the frame
+        prepared but not inferred is dropped (skipped), every inferred one is finished."""
+        intake = threading.Thread(target=self._stage, args=(self._intake_loop,),
+                                  name="scoring intake", daemon=True)
+        finish = threading.Thread(target=self._stage, args=(self._finish_loop,),
+                                  name="scoring finish", daemon=True)
+        self._finish_thread = finish
+        intake.start()
+        finish.start()
+        try:
+            self._score_loop()
+        finally:
+            self._end.set()
+            intake.join()
+            left = self.ready.clear()
+            if left is not None:
+                self._skip(left)
+            self.scored.close()
+            finish.join()
+
+    def _stopping(self) -> bool:
+        return self._end.is_set() or self.pipe._stop.is_set()
+
+    def _stage(self, loop: Callable[[], None]) -> None:
+        background_priority(LIVE_NICE)
+        loop()
+
+    def _fault(self, item: InFlight | None, exc: BaseException) -> None:
+        """One frame lost to an error: said, its part released, and a pause, so that a
+        persistent fault does not flood the log."""
+        if item is not None:
+            item.release()
+        self.pipe.on_error("Scoring", exc)
+        time.sleep(0.2)
+
+    def _skip(self, item: InFlight) -> None:
+        self.pipe.skipped += 1
+        item.release()
+
+    # ---- intake -------------------------------------------------------------------------
+    def _intake_loop(self) -> None:
+        pipe = self.pipe
+        while not self._stopping():
+            item = None
+            try:
+                pipe._apply_pending()           # a model swap: between frames, here
+                self._pace()
+                frame = pipe.feed.next_frame(0.2)
+                if frame is None:
+                    continue
+                pipe._feed_capture(frame)
+                item = self._admit(frame)
+                if item is None:
+                    continue
+                item = self._prepare(item)
+                old = self.ready.put(item)
+                if old is not None:
+                    self._skip(old)
+            except Exception as exc:           # noqa: BLE001 - one bad frame must not stop the line
+                self._fault(item, exc)
+
+    def _admit(self, frame: Frame) -> InFlight | None:
+        """The trigger gate (is it a part, which id) and what it will be judged by."""
+        pipe = self.pipe
+        gate = pipe.trigger
+        if gate is not None:
+            frame = gate.take(frame)
+            if frame is None:                  # PLC trigger mode and no trigger pending
+                return None
+        try:
+            scorer, spec = pipe._scorer, pipe._spec
+            with pipe._lock:
+                threshold, review = pipe._threshold, pipe._review
+            halted = pipe._halt_reason() if scorer is not None else ""
+        except BaseException:
+            if gate is not None:
+                gate.done(frame.part_id)
+            raise
+        return InFlight(frame, scorer, spec.product if spec else "", threshold, review, gate,
+                        halted)
+
+    def _prepare(self, item: InFlight) -> InFlight:
+        if not item.judged or not hasattr(item.scorer, "prepare"):
+            return item
+        t0 = time.perf_counter()
+        prepared = item.scorer.prepare([item.frame.rgb])      # an error: _fault releases it
+        self.prepare_s.add(time.perf_counter() - t0)
+        return dataclasses.replace(item, prepared=prepared)
+
+    def _pace(self) -> None:
+        """While a prepared frame waits and the networks are busy, wait until they are
+        about to finish before taking the next frame: preparing each camera frame only to
+        replace it would take CPU from the networks (at 100 frames/s about a sixth of a
+        core on the 2-core PC). The camera's own slot meanwhile keeps the newest frame.
+        Not while Learn captures: it gets every frame the intake can take."""
+        while not self._stopping() and self.ready.full and self.pipe._capture is None:
+            started = self._infer_started
+            if started is None:
+                return
+            left = started + self.infer_s.value - self.prepare_s.value - self.PACE_MARGIN_S \
+                - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.02))
+
+    # ---- scoring: the networks only -----------------------------------------------------
+    def _score_loop(self) -> None:
+        while not self._stopping():
+            item = self.ready.take(0.2)
+            if item is None:
+                continue
+            try:
+                item = self._infer(item)
+            except Exception as exc:           # noqa: BLE001 - one bad frame must not stop the line
+                self._fault(item, exc)
+                continue
+            if self.scored.put(item, self._finish_thread.is_alive) is not None:
+                item.release()                 # finishing ended (cannot happen while running)
+
+    def _infer(self, item: InFlight) -> InFlight:
+        if not item.judged:
+            return item
+        t0 = time.perf_counter()
+        self._infer_started = time.monotonic()
+        try:
+            if item.prepared is None:          # a scorer with score() only: whole, here
+                return dataclasses.replace(item, whole=item.scorer.score([item.frame.rgb]))
+            return dataclasses.replace(item, small=item.scorer.infer(item.prepared))
+        finally:
+            self._infer_started = None
+            self.infer_s.add(time.perf_counter() - t0)
+
+    # ---- finishing ----------------------------------------------------------------------
+    def _finish_loop(self) -> None:
+        while not self.scored.drained:
+            item = self.scored.take(0.2)
+            if item is None:
+                continue
+            try:
+                self._finish(item)
+            except Exception as exc:           # noqa: BLE001 - one bad frame must not stop the line
+                self._fault(item, exc)
+            else:
+                item.release()
+
+    def _finish(self, item: InFlight) -> None:
+        pipe = self.pipe
+        frame, halted = item.frame, item.halted
+        verdict, shown, logged = None, frame.rgb, False
+        if item.judged and pipe.log_guard is not None:
+            halted = pipe.log_guard() or ""    # the log may have failed since intake
+        if item.judged and not halted:
+            result = item.whole if item.whole is not None else \
+                item.scorer.finish(item.prepared, item.small)
+            verdict, shown, logged = pipe._conclude(frame, item.scorer.model_id, result,
+                                                    item.threshold, item.review, item.product)
+        pipe._publish(frame, item.product, verdict, shown, logged, halted)
