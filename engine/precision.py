@@ -32,7 +32,9 @@ from engine.errors import InspectError
 
 EXACT_PATHS = ("eager", "torch-fp32", "torch-fp32-nnpack", "torch-fp32-graph", "onnxruntime",
                "openvino-fp32")
-CPU_REDUCED = ("torch-bf16", "openvino-bf16")
+CPU_REDUCED = ("torch-bf16", "openvino-bf16", "openvino-int8", "onnxruntime-int8")
+INT8_PATHS = ("openvino-int8", "onnxruntime-int8")
+INT8_CALIBRATION_PARTS = 32      # held-out good parts that set the int8 activation ranges
 CUDA_REDUCED = ("torch-bf16", "torch-bf16-graph", "torch-fp16-graph")
 REDUCED_PATHS = tuple(dict.fromkeys(CPU_REDUCED + CUDA_REDUCED))
 AUROC_MARGIN = 0.005             # a reduced path may lose at most this much held-out AUROC
@@ -50,25 +52,31 @@ class PathCalibration:
     synthetic_n: int
     synthetic_missed: int                       # at this path's threshold
     holdout_frr: float                          # held-out good parts above it
+    graph: bytes | None = None                  # int8: the quantised ONNX graph (its ranges)
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "device": self.device, "weights": list(self.weights),
-                "threshold": self.threshold, "heldout_auroc": self.heldout_auroc,
-                "synthetic_n": self.synthetic_n, "synthetic_missed": self.synthetic_missed,
-                "holdout_frr": self.holdout_frr}
+        d = {"path": self.path, "device": self.device, "weights": list(self.weights),
+             "threshold": self.threshold, "heldout_auroc": self.heldout_auroc,
+             "synthetic_n": self.synthetic_n, "synthetic_missed": self.synthetic_missed,
+             "holdout_frr": self.holdout_frr}
+        if self.graph is not None:
+            d["onnx"] = self.graph
+        return d
 
     @classmethod
     def from_dict(cls, d) -> "PathCalibration | None":
         """None for anything that is not a whole, finite calibration (an old or damaged file)."""
         try:
             w = tuple(float(x) for x in d["weights"])
+            graph = d.get("onnx")
             cal = cls(str(d["path"]), str(d.get("device", "cpu")), w, float(d["threshold"]),
                       float(d["heldout_auroc"]), int(d["synthetic_n"]), int(d["synthetic_missed"]),
-                      float(d["holdout_frr"]))
+                      float(d["holdout_frr"]), graph if isinstance(graph, bytes) else None)
         except (KeyError, TypeError, ValueError):
             return None
         finite = np.isfinite([*cal.weights, cal.threshold])
-        return cal if len(w) == 3 and finite.all() else None
+        whole = cal.path not in INT8_PATHS or cal.graph is not None
+        return cal if len(w) == 3 and finite.all() and whole else None
 
 
 def calibrations(meta: dict | None) -> dict[str, PathCalibration]:
@@ -107,19 +115,29 @@ def reduced_paths_here(device: torch.device) -> tuple[str, ...]:
     if device.type == "cuda":
         bf16 = torch.cuda.is_bf16_supported()
         return tuple(p for p in CUDA_REDUCED if bf16 or not p.startswith("torch-bf16"))
-    if not bf16_on_cpu():
-        return ()
-    paths = ["torch-bf16"]
-    try:
-        import openvino  # noqa: F401 - the [export] extra; without it the torch path only
-        paths.append("openvino-bf16")
-    except ImportError:
-        pass
+    have = {m: _importable(m) for m in ("openvino", "onnxruntime.quantization")}
+    paths = []
+    if bf16_on_cpu():
+        paths.append("torch-bf16")
+        if have["openvino"]:                     # the [export] extra
+            paths.append("openvino-bf16")
+    if have["onnxruntime.quantization"]:         # int8 is timed where VNNI is missing too
+        paths += [p for p in INT8_PATHS if have["openvino"] or p == "onnxruntime-int8"]
     return tuple(paths)
 
 
+def _importable(module: str) -> bool:
+    import importlib.util
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 # -- runners: u (B,3,S,S) float32 in [0,1] on the device -> parts (B,2,s,s) float32 -----------
-def parts_runner(model, path: str, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+def parts_runner(model, path: str, device: torch.device,
+                 graph: bytes | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`graph`: an int8 path's quantised ONNX graph (made by quantise_int8)."""
     from engine import fast
     if path.startswith("torch-"):
         precision = path.split("-")[1]
@@ -132,6 +150,16 @@ def parts_runner(model, path: str, device: torch.device) -> Callable[[torch.Tens
         with tempfile.TemporaryDirectory(prefix="inspect-onnx-") as tmp:
             onnx_path = fast.export_onnx(model.cpu(), Path(tmp) / "parts.onnx", parts=True)
             runner = fast.OpenVinoRunner(onnx_path, "bf16")
+        return runner.first
+    if path in INT8_PATHS:
+        if device.type != "cpu" or graph is None:
+            raise InspectError(f"Scoring path {path} runs on the CPU with its calibrated graph only.")
+        with tempfile.TemporaryDirectory(prefix="inspect-onnx-") as tmp:
+            onnx_path = Path(tmp) / "int8.onnx"
+            onnx_path.write_bytes(graph)
+            # OpenVINO runs the quantised (QDQ) graph with its own int8 kernels
+            runner = (fast.OpenVinoRunner(onnx_path, "fp32") if path == "openvino-int8"
+                      else fast.OnnxRuntimeRunner(onnx_path))
         return runner.first
     raise InspectError(f"{path} is not a reduced-precision scoring path ({', '.join(REDUCED_PATHS)}).")
 
@@ -185,11 +213,40 @@ class CheckSet:
     seed: int
 
 
-def calibrate_path(model, path: str, device: torch.device, check: CheckSet) -> PathCalibration:
+def quantise_int8(model, good: torch.Tensor) -> bytes:
+    """The folded parts graph quantised to int8 (weights per channel, activations by their
+    min/max over held-out good parts) -> the ONNX file's bytes."""
+    from engine import fast
+    from engine.extras import require
+    q = require("onnxruntime.quantization", "The int8 scoring path")
+    samples = [good[i:i + 1].numpy() for i in range(min(len(good), INT8_CALIBRATION_PARTS))]
+
+    class Reader(q.CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(samples)
+
+        def get_next(self):
+            x = next(self.it, None)
+            return None if x is None else {"image": x}
+    with tempfile.TemporaryDirectory(prefix="inspect-int8-") as tmp:
+        fp32 = fast.export_onnx(model.cpu(), Path(tmp) / "parts.onnx", parts=True)
+        prepared = Path(tmp) / "prepared.onnx"
+        q.shape_inference.quant_pre_process(str(fp32), str(prepared))
+        out = Path(tmp) / "int8.onnx"
+        q.quantize_static(str(prepared), str(out), Reader(), quant_format=q.QuantFormat.QDQ,
+                          activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
+                          per_channel=True)
+        return out.read_bytes()
+
+
+def calibrate_path(model, path: str, device: torch.device, check: CheckSet,
+                   graph: bytes | None = None) -> PathCalibration:
     """One reduced path calibrated on its own outputs (see the module text)."""
     from engine.calibration import estimate_threshold
     from engine.synthetic import check_threshold
-    run = parts_runner(model, path, device)
+    if path in INT8_PATHS and graph is None:
+        graph = quantise_int8(model, check.good)
+    run = parts_runner(model, path, device, graph)
     good_parts = _parts_of(run, check.good, device)
     weights = weights_from_parts(good_parts, check.q_a, check.q_b)
     s = model.config.image_size
@@ -200,7 +257,8 @@ def calibrate_path(model, path: str, device: torch.device, check: CheckSet) -> P
     synthetic = check_threshold(defects, list(check.kinds), estimate.threshold)
     auroc = heldout_auroc(good, defects) if len(defects) else float("nan")
     return PathCalibration(path, device.type, weights, float(estimate.threshold), auroc,
-                           int(synthetic.n), int(synthetic.missed), float(estimate.holdout_frr))
+                           int(synthetic.n), int(synthetic.missed), float(estimate.holdout_frr),
+                           graph if path in INT8_PATHS else None)
 
 
 def calibrate_paths(model, device: torch.device, check: CheckSet, fp32_auroc: float,
@@ -208,11 +266,13 @@ def calibrate_paths(model, device: torch.device, check: CheckSet, fp32_auroc: fl
                     paths: tuple[str, ...] | None = None) -> dict:
     """Every reduced path this machine runs, calibrated -> the meta entries "paths" and
     "paths_reference". A path that fails to build is left out and said in progress."""
-    found = {}
+    found, graph = {}, None
     for path in (reduced_paths_here(device) if paths is None else paths):
         progress(0.99, f"calibrating the {path} scoring path on the held-out parts")
         try:
-            found[path] = calibrate_path(model, path, device, check).to_dict()
+            cal = calibrate_path(model, path, device, check, graph)
+            graph = cal.graph or graph          # one quantised graph for both int8 runtimes
+            found[path] = cal.to_dict()
         except (InspectError, RuntimeError, ImportError) as exc:
             progress(0.99, f"the {path} scoring path cannot be used here: {exc}")
     return {"paths": found, "paths_reference": {"heldout_auroc": fp32_auroc,

@@ -40,7 +40,8 @@ class ScoreResult:
 
 
 BACKENDS = ("eager", "torch-fp32", "torch-fp32-nnpack", "torch-fp32-graph", "torch-bf16",
-            "torch-bf16-graph", "torch-fp16-graph", "onnxruntime", "openvino-fp32", "openvino-bf16")
+            "torch-bf16-graph", "torch-fp16-graph", "onnxruntime", "openvino-fp32", "openvino-bf16",
+            "openvino-int8", "onnxruntime-int8")
 
 
 def auto_backend(device: torch.device) -> str:
@@ -178,7 +179,7 @@ class Scorer:
         if backend not in precision.reduced_paths_here(self.device):
             raise InspectError(f"Scoring path {backend} cannot run on this machine "
                                "(no bf16 arithmetic, or its library is not installed).")
-        run = precision.parts_runner(self.model, backend, self.device)
+        run = precision.parts_runner(self.model, backend, self.device, cal.graph)
         return lambda u: precision.path_map(run(u), cal.weights)
 
     @classmethod

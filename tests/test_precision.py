@@ -1,5 +1,6 @@
 """Reduced-precision scoring paths as calibrated models of their own (engine/precision.py)
 and `auto` choosing among them by measuring (engine/autopath.py)."""
+import copy
 import json
 from dataclasses import replace
 
@@ -65,12 +66,12 @@ def test_a_reduced_path_the_model_was_not_calibrated_for_is_refused_in_words(tra
     bare = {k: v for k, v in meta.items() if k not in ("paths", "paths_reference")}
     with pytest.raises(InspectError, match="not calibrated for the torch-bf16"):
         Scorer(model, bare, "cpu", backend="torch-bf16")
-    moved = json.loads(json.dumps(meta))
+    moved = copy.deepcopy(meta)
     moved["paths"]["torch-bf16"]["device"] = "cuda"
     with pytest.raises(InspectError, match="made on the cuda"):
         Scorer(model, moved, "cpu", backend="torch-bf16")
     # a damaged entry reads as no calibration: refused, never half-used
-    broken = json.loads(json.dumps(meta))
+    broken = copy.deepcopy(meta)
     broken["paths"]["torch-bf16"]["weights"] = ["x", 1, 2]
     with pytest.raises(InspectError, match="not calibrated"):
         Scorer(model, broken, "cpu", backend="torch-bf16")
@@ -81,7 +82,7 @@ def test_a_reduced_path_the_model_was_not_calibrated_for_is_refused_in_words(tra
 
 
 def _with_auroc(meta, path, auroc, ref=0.9):
-    m = json.loads(json.dumps(meta))
+    m = copy.deepcopy(meta)
     m["paths"][path]["heldout_auroc"] = auroc
     m["paths_reference"]["heldout_auroc"] = ref
     return m
@@ -95,7 +96,7 @@ def test_only_paths_within_the_auroc_margin_of_fp32_are_eligible(trained):
     assert "torch-bf16" in ok
     ok, why = precision.eligible(_with_auroc(meta, "torch-bf16", 0.9 - 0.006), cpu)
     assert "torch-bf16" not in ok and any("0.894 against fp32's 0.900" in w for w in why)
-    few = json.loads(json.dumps(meta))
+    few = copy.deepcopy(meta)
     few["paths"]["torch-bf16"]["synthetic_n"] = precision.MIN_CHECK - 1
     ok, why = precision.eligible(few, cpu)
     assert "torch-bf16" not in ok and any("too few" in w for w in why)
@@ -106,7 +107,7 @@ def test_auto_times_the_candidates_takes_the_fastest_and_caches_per_machine(trai
     path, _ = trained
     model, meta = load_checkpoint(path)
     meta = _with_auroc(meta, "torch-bf16", 0.9)        # eligible whatever the tiny model scored
-    meta["paths"].pop("openvino-bf16", None)
+    meta["paths"] = {"torch-bf16": meta["paths"]["torch-bf16"]}     # one candidate beside fp32
     cache = autopath.cache_file()
     first = Scorer(model, meta, "cpu", backend="auto")
     choice = first.path_choice
@@ -134,7 +135,7 @@ def test_auto_times_the_candidates_takes_the_fastest_and_caches_per_machine(trai
     assert "2.00x faster" in fast.info.scoring_path
     # a model of another shape is measured again (a new key)
     other = EfficientAD(ModelConfig(image_size=96)).eval()
-    m2 = json.loads(json.dumps(meta))
+    m2 = copy.deepcopy(meta)
     Scorer(other, m2, "cpu", backend="auto")
     assert len(json.loads(cache.read_text())) == 2
 
@@ -149,6 +150,25 @@ def test_an_unwritable_cache_only_means_measuring_again(trained, tmp_path, monke
     meta = _with_auroc(meta, "torch-bf16", 0.9)
     sc = Scorer(model, meta, "cpu", backend="auto")
     assert sc.path_choice.timings and not sc.path_choice.from_cache
+
+
+@pytest.mark.skipif("openvino-int8" not in precision.reduced_paths_here(torch.device("cpu")),
+                    reason="no ONNX Runtime quantisation or OpenVINO here")
+def test_the_int8_paths_carry_their_quantised_graph_in_the_model_file(trained):
+    path, good = trained
+    model, meta = load_checkpoint(path)
+    cals = precision.calibrations(meta)
+    for name in precision.INT8_PATHS:
+        cal = cals[name]
+        assert isinstance(cal.graph, bytes) and len(cal.graph) > 10_000
+        sc = Scorer(model, meta, "cpu", backend=name)
+        out = sc.score(good[:4])
+        assert np.isfinite(out.scores).all() and out.maps[0].shape == good[0].shape[:2]
+    # a file whose int8 entry lost its graph has no int8 calibration
+    lost = copy.deepcopy(meta)
+    del lost["paths"]["openvino-int8"]["onnx"]
+    with pytest.raises(InspectError, match="not calibrated for the openvino-int8"):
+        Scorer(model, lost, "cpu", backend="openvino-int8")
 
 
 def test_weights_from_parts_map_each_half_as_training_maps_m_st_and_m_ae():
