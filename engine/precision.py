@@ -239,6 +239,33 @@ def quantise_int8(model, good: torch.Tensor) -> bytes:
         return out.read_bytes()
 
 
+def check_set_from_frames(model, good_frames: list[np.ndarray], per_kind: int = 16,
+                          seed: int = 0, q_a: float = 0.9, q_b: float = 0.995,
+                          target_frr: float | None = None) -> CheckSet:
+    """A CheckSet from good frames outside Learn (benchmarks, a model calibrated later):
+    synthetic defects pasted into them, both resized as the scorer resizes frames."""
+    from engine.calibration import DEFAULT_TARGET_FRR
+    from engine.preprocess import frames_to_tensor
+    from engine.synthetic import make_defects
+    s, cpu = model.config.image_size, torch.device("cpu")
+    defects = make_defects(good_frames, per_kind, seed) if per_kind > 0 else []
+    as_u = lambda fs: torch.cat([frames_to_tensor([f], s, cpu) for f in fs]) if fs else \
+        torch.zeros(0, 3, s, s)                                      # noqa: E731
+    return CheckSet(as_u(good_frames), as_u([d.image for d in defects]),
+                    tuple(d.kind for d in defects), q_a, q_b,
+                    DEFAULT_TARGET_FRR if target_frr is None else target_frr, seed)
+
+
+def fp32_check_auroc(model, check: CheckSet) -> float:
+    """The exact model's held-out check on the same parts (the reference for `eligible`)."""
+    from engine.model import map_to_image
+    s = model.config.image_size
+    with torch.inference_mode():
+        score = lambda u: map_to_image(model(model.normalize_image(u)), s, (s, s)).amax(
+            dim=(1, 2, 3)).double().numpy()                          # noqa: E731
+        return heldout_auroc(score(check.good), score(check.defects))
+
+
 def calibrate_path(model, path: str, device: torch.device, check: CheckSet,
                    graph: bytes | None = None) -> PathCalibration:
     """One reduced path calibrated on its own outputs (see the module text)."""

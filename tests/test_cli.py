@@ -95,17 +95,29 @@ def test_bench_score_on_a_category(good_dir, tmp_path, capsys):
     assert main.main(["train", "--kind", "quick", "--good", str(good_dir), "--out", str(quick),
                       "--image-size", "64", "--penalty", "none", "--device", "cpu"]) == 0
     capsys.readouterr()
+    from engine.precision import bf16_on_cpu
+    paths = ["eager", "torch-fp32-nnpack"] + (["torch-bf16"] if bf16_on_cpu() else [])
     assert main.main(["bench", "score", "--model", str(model), "--data", str(base), "--images", "0",
-                      "--iters", "2", "--paths", "eager,torch-fp32-nnpack", "--quick", str(quick),
+                      "--iters", "2", "--paths", ",".join(paths), "--quick", str(quick),
                       "--json"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["info"]["accuracy_images"] == n_test > 0
     names = [p["name"] for p in res["paths"]]
-    assert names == ["eager", "torch-fp32-nnpack", "quick"]
+    assert names == paths + ["quick"]
     assert res["paths"][0]["speedup"] == pytest.approx(1.0)
     for p in res["paths"][:2]:
         assert p["verdict_changes"] == 0 and p["max_score_rel_diff"] < 1e-3
-    assert res["paths"][2]["verdict_changes"] is None and res["paths"][2]["ms_median"] > 0
+    assert res["paths"][-1]["verdict_changes"] is None and res["paths"][-1]["ms_median"] > 0
+    # detection of every path (the quick model is another model) on the whole test split
+    det = {r["name"]: r for r in res["detection"]}
+    assert list(det) == paths
+    for r in det.values():
+        assert r["n_images"] == n_test and 0.0 <= r["image_auroc"] <= 1.0
+        assert 0.0 <= r["au_pro"] <= 1.0 and 0.0 <= r["false_reject_rate"] <= 1.0
+    assert det["torch-fp32-nnpack"]["verdict_changes"] == 0
+    assert det["torch-fp32-nnpack"]["image_auroc"] == pytest.approx(det["eager"]["image_auroc"], abs=1e-6)
+    if "torch-bf16" in det:                 # its own threshold: the calibration's, not fp32's
+        assert det["torch-bf16"]["threshold"] != det["eager"]["threshold"]
     assert main.main(["bench", "score", "--model", str(model), "--data", str(base), "--iters", "1",
                       "--paths", "eager", "--quick", str(quick)]) == 0      # the printed table
     assert "another model (no score comparison)" in capsys.readouterr().out

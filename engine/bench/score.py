@@ -3,8 +3,13 @@
 The baseline is the plain eager fp32 forward (Scorer backend "eager"). Every path is timed
 end to end as the app uses it (uint8 frames -> resize -> networks -> map at frame size ->
 score -> maps copied to the host), interleaved round-robin so that load from other
-programs hits all paths alike. Accuracy: the largest score and map difference against the
-baseline on real images, and how many PASS/FAIL verdicts change (must be 0).
+programs hits all paths alike. Agreement: the largest score and map difference against the
+baseline on real images, and how many PASS/FAIL verdicts change, each path at its own
+threshold. A reduced-precision path is a model calibrated on its own outputs
+(engine/precision.py), so its numbers differ from fp32's by design; what it must match is
+detection: with --data CATEGORY every path scores that set's whole test split and reports
+image AUROC, pixel AUROC, AU-PRO and the false-reject and miss rates at its own default
+threshold, beside its held-out check (synthetic defects against held-out good parts).
 """
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +28,10 @@ from engine.errors import InspectError, run_command
 from engine.vocabulary import DEVICES, MODEL_SIZES
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"      # beside the checkout
-CPU_PATHS = ["eager", "torch-fp32", "torch-fp32-nnpack", "torch-bf16", "onnxruntime", "openvino-fp32", "openvino-bf16"]
-CUDA_PATHS = ["eager", "torch-fp32", "torch-fp32-graph", "torch-bf16", "torch-fp16-graph"]
+CPU_PATHS = ["eager", "torch-fp32", "torch-fp32-nnpack", "onnxruntime", "openvino-fp32",
+             "torch-bf16", "openvino-bf16", "openvino-int8", "onnxruntime-int8"]
+CUDA_PATHS = ["eager", "torch-fp32", "torch-fp32-graph", "torch-bf16", "torch-bf16-graph",
+              "torch-fp16-graph"]
 
 
 def real_test_images(limit: int | None, root: Path | None = None) -> list[Path]:
@@ -57,9 +65,13 @@ def calibrated_model(size: str, image_size: int, good: list[np.ndarray]):
     _teacher_stats(model, x, torch.device("cpu"))
     st, ae = raw_holdout_maps(model, x, torch.device("cpu"))
     set_map_quantiles(model, st, ae)
+    from engine import precision
     from engine.scoring import Scorer
     scores = Scorer(model, {}, "cpu").score(good, with_maps=False).scores
-    return model, {"threshold": default_threshold(scores),
+    check = precision.check_set_from_frames(model, good, per_kind=4)
+    paths = precision.calibrate_paths(model, torch.device("cpu"), check,
+                                      precision.fp32_check_auroc(model, check))
+    return model, {"threshold": default_threshold(scores), **paths,
                    "teacher": str(teacher) if teacher.is_file() else "random"}
 
 
@@ -80,6 +92,8 @@ def main(argv: list[str]) -> int:
                    help="the quick model timed beside the EfficientAD paths (a different model: "
                         "no score comparison): a quick model file, 'build' (from 50 good images "
                         "of the sets, timed too) or 'none'")
+    p.add_argument("--detect-images", type=int, default=0,
+                   help="with --data: test images for the detection table (0 = all)")
     p.add_argument("--json", action="store_true")
     return run_command(_bench, p.parse_args(argv))
 
@@ -97,15 +111,18 @@ def _bench(a: argparse.Namespace) -> int:
         scorers["quick"] = quick
         acc["quick"] = (float("nan"),) * 3 + (None,)       # another model: nothing to compare
     rows = _rows(scorers, _timings(scorers, frames, a), acc, a.batch)
+    detection = _detection(scorers, meta, a)
     info = {"device": a.device if a.device == "cpu" else torch.cuda.get_device_name(),
             "batch": a.batch, "image_size": model.config.image_size, "size": model.config.size,
             "accuracy_images": len(frames), "threshold": threshold,
             "model": a.model or f"calibrated untrained ({meta.get('teacher')} teacher)",
             "torch_threads": torch.get_num_threads(), "quick_build_s": build_s}
     if a.json:
-        print(json.dumps({"info": info, "paths": rows}))
+        print(json.dumps({"info": info, "paths": rows, "detection": detection}))
     else:
         _print_table(info, rows)
+        if detection:
+            _print_detection(detection)
     return 0
 
 
@@ -175,9 +192,50 @@ def _accuracy(scorers: dict, frames: list[np.ndarray], threshold: float) -> dict
             worst_abs = max(worst_abs, d)
             worst_rel = max(worst_rel, d / max(abs(float(r.scores[0])), 1e-9))
             worst_map = max(worst_map, float(np.abs(out.maps[0] - r.maps[0]).max()))
-            flips += (out.scores[0] >= threshold) != (r.scores[0] >= threshold)
+            flips += (out.scores[0] >= sc.threshold) != (r.scores[0] >= threshold)
         acc[name] = (worst_abs, worst_rel, worst_map, flips)
     return acc
+
+
+def _detection(scorers: dict, meta: dict, a: argparse.Namespace) -> list[dict] | None:
+    """Every path on the --data set's test split at its own default threshold."""
+    if not a.data:
+        return None
+    from engine import precision
+    from engine.evaluate import _metrics, _score_items, check_category
+    check = check_category(a.data, Path(a.data).name)
+    if a.detect_images and len(check.items) > a.detect_images:
+        keep = np.linspace(0, len(check.items) - 1, a.detect_images).astype(int)
+        check = replace(check, items=tuple(check.items[i] for i in keep))
+    cals, rows, ref = precision.calibrations(meta), [], None
+    skip = lambda path, why: print(f"skipped {path}: {why}", file=sys.stderr)   # noqa: E731
+    for name, sc in scorers.items():
+        if name == "quick":
+            continue
+        scored = _score_items(sc, check, lambda f, m: None, skip)
+        m = _metrics(scored, None, sc.threshold)
+        fails = np.array(scored.scores) >= sc.threshold
+        ref = fails if ref is None else ref
+        cal = cals.get(name)
+        rows.append({"name": name, "threshold": sc.threshold, **m,
+                     "verdict_changes": int((fails != ref).sum()),
+                     "heldout_auroc": cal.heldout_auroc if cal else precision.reference_auroc(meta),
+                     "heldout_frr": cal.holdout_frr if cal else meta.get("holdout_false_reject_rate")})
+    return rows
+
+
+def _print_detection(rows: list[dict]) -> None:
+    n = rows[0]["n_images"]
+    print(f"\ndetection on the test split ({n} images, {rows[0]['n_defective']} defective), each "
+          "path at its own default threshold:")
+    print(f"{'path':<18}{'img AUROC':>10}{'px AUROC':>9}{'AU-PRO':>8}{'FRR':>7}{'miss':>7}"
+          f"{'flips':>6}{'held-out AUROC':>16}{'held-out FRR':>13}")
+    f = lambda v, spec: "n/a" if v is None else format(v, spec)      # noqa: E731
+    for r in rows:
+        print(f"{r['name']:<18}{f(r['image_auroc'], '.4f'):>10}{f(r['pixel_auroc'], '.4f'):>9}"
+              f"{f(r['au_pro'], '.4f'):>8}{f(r['false_reject_rate'], '.1%'):>7}"
+              f"{f(r['miss_rate'], '.1%'):>7}{r['verdict_changes']:>6}"
+              f"{f(r['heldout_auroc'], '.4f'):>16}{f(r['heldout_frr'], '.1%'):>13}")
 
 
 def _timings(scorers: dict, frames: list[np.ndarray], a: argparse.Namespace) -> dict:

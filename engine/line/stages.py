@@ -128,7 +128,7 @@ class StagedLoop:
 
     def __init__(self, pipe):
         self.pipe = pipe
-        self.ready = Handover(replace=True)
+        self.ready = Handover(replace=False)
         self.scored = Handover(replace=False)
         self.prepare_s, self.infer_s = _Mean(), _Mean()
         self._infer_started: float | None = None
