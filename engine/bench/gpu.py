@@ -152,6 +152,7 @@ def run(a: argparse.Namespace, device: torch.device, plan: Plan, sections: list[
         for name in SECTIONS:
             if name not in sections:
                 continue
+            t_section = time.perf_counter()
             if name == "latency":
                 report["latency"] = latency_section(device, plan, Budget(plan.budgets["latency"]), trt)
             elif name == "training":
@@ -161,6 +162,7 @@ def run(a: argparse.Namespace, device: torch.device, plan: Plan, sections: list[
                     a.data, device, plan, Budget(plan.budgets["detection"]), trt, Path(tmp))
             else:
                 report["pipeline"] = pipeline_section(device, plan, model_file, Path(tmp))
+            report["info"]["section_seconds"][name] = time.perf_counter() - t_section
             report["info"]["seconds"] = time.perf_counter() - t0
             _write_json(a.json, report)
     report["info"]["seconds"] = time.perf_counter() - t0
@@ -197,7 +199,7 @@ def _info(device: torch.device, smoke: bool) -> dict:
             "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32) if cuda else None,
             "tensorrt": getattr(trt, "__version__", "installed") if trt else "not installed",
             "torch_threads": torch.get_num_threads(), "python": sys.version.split()[0],
-            "seconds": 0.0}
+            "seconds": 0.0, "section_seconds": {}}
 
 
 def _print_info(info: dict) -> None:
