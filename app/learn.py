@@ -608,7 +608,8 @@ def learn_and_write(cfg, images, models_dir: Path, backend: str, progress, shoul
     for f in frames:
         scorer.score([f], with_maps=False)
     ms = (time.perf_counter() - t0) * 1000.0 / len(frames)
-    return LearnedModel(str(path), ModelMeta.from_dict(result.meta), ms)
+    # scorer.info: the file's meta and the scoring path `auto` took here, with why
+    return LearnedModel(str(path), scorer.info, ms)
 
 
 def learn_result_text(meta: ModelMeta) -> str:
@@ -628,6 +629,8 @@ def learn_result_text(meta: ModelMeta) -> str:
     text += "".join(sentence + " " for sentence in expectations(meta))
     if meta.synthetic is not None:
         text += "(Orange: synthetic defects; a real defect may be subtler.) "
+    if meta.scoring_path:
+        text += f"Scoring on this PC: {meta.scoring_path}. "
     if meta.kind == "quick":
         return text + "Quick model: nearest neighbours on ImageNet features, no teacher."
     return text + "Teacher: " + ("RANDOM (testing only)" if meta.random_teacher

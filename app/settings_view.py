@@ -128,6 +128,13 @@ class SettingsScreen(QWidget):
         f.addRow("Good frames to capture", self.good_frames)
         f.addRow("Teacher (default / file / random)", self.teacher)
         f.addRow("Products", self.products)
+        # which scoring path `auto` took for the model in use, and its figures (engine/autopath.py)
+        self.scoring_path = QLabel("no model in use yet")
+        self.scoring_path.setWordWrap(True)
+        f.addRow("Scoring path on this PC", self.scoring_path)
+        self.services.model_changed.connect(self._show_scoring_path)
+        if self.services.model_info is not None:
+            self._show_scoring_path(self.services.model_info)
 
         self.message = QLabel("")
         self.message.setWordWrap(True)
@@ -162,6 +169,16 @@ class SettingsScreen(QWidget):
         scroll.setWidget(inner)
         lay = QVBoxLayout(self)
         lay.addWidget(scroll)
+
+    def _show_scoring_path(self, status) -> None:        # engine.line.ModelStatus
+        meta = getattr(status, "meta", None)
+        if status.error:
+            text = "no model in use (it could not be loaded)"
+        elif meta is None or not meta.scoring_path:
+            text = "no model in use yet"
+        else:
+            text = f"{status.product}: {meta.scoring_path}"
+        self.scoring_path.setText(text)
 
     def _pick_producer(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "GenTL producer", "", "GenTL producer (*.cti)")

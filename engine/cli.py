@@ -355,6 +355,11 @@ def _calibrate_cmd(argv: list[str]) -> int:
     from engine.card import expectations
     from engine.meta import ModelMeta
     print("\n".join(expectations(ModelMeta.from_dict(new))))
+    from engine.precision import calibrations, reference_auroc
+    for name, cal in calibrations(new).items():
+        print(f"scoring path {name}: threshold {cal.threshold:.4f}, held-out check AUROC "
+              f"{cal.heldout_auroc:.3f} (fp32 {reference_auroc(new) or float('nan'):.3f}), "
+              f"{cal.synthetic_missed} of {cal.synthetic_n} synthetic defects missed")
     return 0
 
 

@@ -172,7 +172,7 @@ class Scorer:
             raise InspectError(
                 f"This model was not calibrated for the {backend} scoring path, so its scores "
                 "there would be off by a few per cent: score it with 'auto' or an fp32 path, or "
-                "calibrate it again (python main.py calibrate MODEL --images GOOD_FOLDER).")
+                "calibrate it again (python main.py calibrate --model MODEL --good GOOD_FOLDER).")
         if cal.device != self.device.type:
             raise InspectError(f"This model's {backend} calibration was made on the {cal.device}; "
                                f"it cannot judge on the {self.device.type}. Calibrate it here again.")

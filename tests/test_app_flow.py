@@ -29,6 +29,10 @@ def test_learn_judge_threshold_history(window, qtbot, tmp_path):
     assert services.settings.product.model_file.endswith(".pt")
     assert services.settings.current_product == "bracket"
     assert "No model" not in window.live.banner.text()
+    # the Learn result and Settings say which scoring path judges and why (the tests' eager)
+    assert "Scoring on this PC: eager fp32" in learn.result_text.text()
+    wait_until(qtbot, lambda: window.settings_screen.scoring_path.text().startswith("bracket: eager"),
+               10, "Settings naming the scoring path")
 
     # --- live: every frame judged; FAILs appear, and they are the defective parts
     got = collect_results(services, qtbot, 40, timeout_s=60)

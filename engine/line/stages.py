@@ -128,7 +128,7 @@ class StagedLoop:
 
     def __init__(self, pipe):
         self.pipe = pipe
-        self.ready = Handover(replace=False)
+        self.ready = Handover(replace=True)
         self.scored = Handover(replace=False)
         self.prepare_s, self.infer_s = _Mean(), _Mean()
         self._infer_started: float | None = None
@@ -289,7 +289,7 @@ class StagedLoop:
             halted = pipe.log_guard() or ""    # the log may have failed since intake
         if item.judged and not halted:
             result = item.whole if item.whole is not None else \
-                item.scorer.finish(item.prepared, item.small)
+                pipe._scorer.finish(item.prepared, item.small)
             verdict, shown, logged = pipe._conclude(frame, item.scorer.model_id, result,
                                                     item.threshold, item.review, item.product)
         pipe._publish(frame, item.product, verdict, shown, logged, halted)
