@@ -42,7 +42,8 @@ from engine.errors import InspectError, run_command
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data"          # beside the checkout; not on a GPU machine
-SUBSET = REPO / "out" / "gpu_data"                # --make-subset's default (ignored by git)
+SUBSET = REPO / "out" / "gpu_check" / "data"     # --make-subset's default (ignored by git;
+#                                                   packaging/gpu_check.sh carries out/gpu_check)
 PATHS = ("eager", "torch-fp32", "torch-fp32-graph", "torch-fp16-graph", "torch-bf16",
          "torch-bf16-graph", "tensorrt-fp16")
 CUDA_ONLY = ("torch-fp32-graph", "torch-fp16-graph", "torch-bf16-graph", "tensorrt-fp16")

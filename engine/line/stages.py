@@ -166,8 +166,6 @@ class StagedLoop:
     def _fault(self, item: InFlight | None, exc: BaseException) -> None:
         """One frame lost to an error: said, its part released, and a pause, so that a
         persistent fault does not flood the log."""
-        if item is not None:
-            item.release()
         self.pipe.on_error("Scoring", exc)
         time.sleep(0.2)
 
@@ -289,7 +287,7 @@ class StagedLoop:
             halted = pipe.log_guard() or ""    # the log may have failed since intake
         if item.judged and not halted:
             result = item.whole if item.whole is not None else \
-                pipe._scorer.finish(item.prepared, item.small)
+                item.scorer.finish(item.prepared, item.small)
             verdict, shown, logged = pipe._conclude(frame, item.scorer.model_id, result,
                                                     item.threshold, item.review, item.product)
         pipe._publish(frame, item.product, verdict, shown, logged, halted)
