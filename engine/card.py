@@ -38,7 +38,23 @@ def model_card(meta: dict) -> str:
     if m.synthetic is not None:
         lines.append("Synthetic defects are blatant; real ones may be subtler, so the miss rate "
                      "above is a floor check, not a promise.")
+    lines += _path_lines(meta)
     return "\n".join(lines) + "\n"
+
+
+def _path_lines(meta: dict) -> list[str]:
+    """The reduced-precision scoring paths the model was calibrated for (engine/precision.py)."""
+    from engine.precision import calibrations, reference_auroc
+    cals, ref = calibrations(meta), reference_auroc(meta)
+    if not cals:
+        return []
+    out = [f"Calibrated scoring paths (held-out check: synthetic defects against the held-out "
+           f"good parts; fp32 image AUROC {ref if ref is not None else float('nan'):.3f}):"]
+    for name, c in cals.items():
+        out.append(f"  {name} on the {c.device}: threshold {c.threshold:.4f}, AUROC "
+                   f"{c.heldout_auroc:.3f}, {c.synthetic_missed} of {c.synthetic_n} synthetic "
+                   f"defects missed, {c.holdout_frr:.1%} of held-out good parts rejected")
+    return out
 
 
 def card_path(model_path: str | Path) -> Path:

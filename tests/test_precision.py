@@ -59,6 +59,12 @@ def test_learn_calibrates_each_reduced_path_on_its_own_outputs(trained):
         assert np.abs(a - b).max() <= 0.1 * np.abs(b).max()
 
 
+    from engine.card import model_card
+    card = model_card(meta)
+    assert "Calibrated scoring paths" in card
+    assert all(f"  {name} on the cpu: threshold {cal.threshold:.4f}" in card for name, cal in cals.items())
+
+
 @needs_bf16
 def test_a_reduced_path_the_model_was_not_calibrated_for_is_refused_in_words(trained):
     path, _ = trained

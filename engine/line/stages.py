@@ -166,6 +166,8 @@ class StagedLoop:
     def _fault(self, item: InFlight | None, exc: BaseException) -> None:
         """One frame lost to an error: said, its part released, and a pause, so that a
         persistent fault does not flood the log."""
+        if item is not None:
+            item.release()
         self.pipe.on_error("Scoring", exc)
         time.sleep(0.2)
 
