@@ -2,8 +2,9 @@
 
     camera settings -> CameraSettings.source_spec() -> engine.camera.make_source
       -> CameraFeed: the acquisition thread, latest-frame slot, the one rate measurement
-      -> Pipeline scoring thread: log guard, Scorer.score, decide -> Verdict, overlay,
-         InspectionRecord -> log writer; LiveResult -> on_result
+      -> Pipeline (pipelined, engine/line/stages.py): intake (capture, trigger gate, log
+         guard, Scorer.prepare) -> scoring thread (Scorer.infer) -> finishing (Scorer.finish,
+         decide -> Verdict, overlay, InspectionRecord -> log writer; LiveResult -> on_result)
     ModelStatus -> on_model (once per model change); FeedStatus -> on_status
 
 Clients (the GUI's Services, `python main.py bench pipeline`, tests) only start, stop,
