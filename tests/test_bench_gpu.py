@@ -84,17 +84,24 @@ def test_smoke_detection_compares_every_path_with_eager(smoke):
     rows = {r["path"]: r for r in cat["paths"]}
     assert list(rows) == list(gpu.PATHS)
     assert all(rows[p]["status"] == "needs CUDA" for p in gpu.CUDA_ONLY)
-    for name in ("eager", "torch-fp32", "torch-bf16"):
+    bf16 = rows["torch-bf16"]["status"] == "ok"        # where the CPU has bf16 arithmetic
+    assert bf16 or rows["torch-bf16"]["status"] == "no bf16 on this CPU", rows["torch-bf16"]
+    for name in ("eager", "torch-fp32") + (("torch-bf16",) if bf16 else ()):
         r = rows[name]
         assert r["status"] == "ok", r
+        assert 0 <= r["false_reject_rate"] <= 1 and 0 <= r["miss_rate"] <= 1
         for key in ("image_auroc", "pixel_auroc", "au_pro"):
             assert 0.0 <= r[key] <= 1.0, (name, key, r[key])
         assert r["ms_per_image"] > 0
     assert "verdict_changes" not in rows["eager"]             # the reference itself
     fp32 = rows["torch-fp32"]                                  # the same arithmetic, folded
     assert fp32["verdict_changes"] == 0 and fp32["max_rel_score_diff"] < 1e-3
+    assert fp32["threshold"] == rows["eager"]["threshold"] and fp32["calibration"] == "fp32's"
     assert fp32["image_auroc"] == pytest.approx(rows["eager"]["image_auroc"])
-    assert 0 <= rows["torch-bf16"]["verdict_changes"] <= 6 and rows["torch-bf16"]["max_rel_score_diff"] >= 0
+    if bf16:                       # a model in its own right: its own map weights and threshold
+        r = rows["torch-bf16"]
+        assert r["calibration"] == "its own" and r["threshold"] != fp32["threshold"]
+        assert 0 <= r["verdict_changes"] <= 6 and r["max_rel_score_diff"] >= 0
 
 
 def test_smoke_pipeline_judged_and_logged_every_part(smoke):

@@ -219,6 +219,10 @@ def unavailable(path: str, device: torch.device) -> str | None:
         return "not installed"
     if path.startswith("torch-bf16") and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return "no bf16 on this GPU"
+    if path == "torch-bf16" and device.type == "cpu":
+        from engine.precision import bf16_on_cpu
+        if not bf16_on_cpu():                    # emulated: slow, and Learn calibrates none
+            return "no bf16 on this CPU"
     return None
 
 
@@ -447,7 +451,8 @@ def detection_section(data: str | None, device: torch.device, plan: Plan, budget
                       trt: Budget, tmp: Path) -> tuple[dict, str | None]:
     source, sets = _test_sets(data, plan)
     print(f"\n[detection] EfficientAD-S {plan.detect_size} px trained on {device.type} on "
-          f"{source}; every path against eager fp32 at the model's threshold", flush=True)
+          f"{source}; every path as the app scores it (a reduced path with its own calibration "
+          "and threshold), its verdicts against eager fp32's", flush=True)
     out, model_file = {"data": source, "categories": []}, None
     for ts in sets:
         if budget.left() <= 0:
@@ -487,10 +492,8 @@ def _train_on(ts: TestSet, device: torch.device, plan: Plan):
 
 
 def _score_paths(model, meta: dict, ts: TestSet, device: torch.device, trt: Budget) -> list[dict]:
-    """Each path end to end (Scorer.prepare -> the path's networks -> Scorer.finish), and its
-    detection beside eager fp32's."""
-    from engine.scoring import Scorer
-    frame = Scorer(model, meta, device.type, backend="eager")   # resize in, map out: the app's
+    """Each path end to end as the app scores (frames in, maps on the host), with its own
+    calibration where it has one, and its detection beside eager fp32's."""
     rows, ref = [], None
     for path in PATHS:
         row = {"path": path}
@@ -501,44 +504,66 @@ def _score_paths(model, meta: dict, ts: TestSet, device: torch.device, trt: Budg
             row["status"] = why
         else:
             with trt.spend() if path == "tensorrt-fp16" else contextlib.nullcontext():
-                row.update(_score_one(path, model, frame, ts, device, ref))
+                row.update(_score_one(path, model, meta, ts, device, ref))
             if path == "eager" and row["status"] == "ok":
-                ref = row.pop("_scores")
+                ref = row["_scores"], row["threshold"]
             row.pop("_scores", None)
         rows.append(row)
         print(_detection_line(row), flush=True)
     return rows
 
 
-def _score_one(path: str, model, frame, ts: TestSet, device: torch.device, ref) -> dict:
+def _path_scorer(path: str, model, meta: dict, device: torch.device):
+    """-> (score(frames) -> ScoreResult, threshold, which calibration judges). Every path the
+    app knows is its own Scorer: a reduced path maps and thresholds with the calibration the
+    model file holds for it (engine/precision.py). TensorRT is not an app path: the eager
+    scorer's resize and map stages around the compiled networks, at fp32's calibration."""
+    from engine.precision import calibrations
+    from engine.scoring import BACKENDS, Scorer
+    if path in BACKENDS:
+        sc = Scorer(model, meta, device.type, backend=path)
+        own = path in calibrations(meta)
+        return sc.score, sc.threshold, "its own" if own else "fp32's"
+    frame = Scorer(model, meta, device.type, backend="eager")
+    runner = make_runner(path, model, device, 1)
+
+    def score(frames):
+        batch = frame.prepare(frames)
+        return frame.finish(batch, runner(batch.inputs))
+    return score, frame.threshold, "fp32's (not calibrated for this path)"
+
+
+def _score_one(path: str, model, meta: dict, ts: TestSet, device: torch.device, ref) -> dict:
     from engine.metrics import au_pro, image_auroc, pixel_auroc
     try:
-        runner = make_runner(path, model, device, 1)
-        runner(frame.prepare(ts.images[:1]).inputs)                 # warm-up / capture
+        score, threshold, calibration = _path_scorer(path, model, meta, device)
+        score(ts.images[:1])                                        # warm-up / graph capture
         scores, maps, t0 = [], [], time.perf_counter()
         for im in ts.images:
-            batch = frame.prepare([im])
-            r = frame.finish(batch, runner(batch.inputs))           # map copied to the host
+            r = score([im])                                         # map copied to the host
             scores.append(float(r.scores[0]))
             maps.append(r.maps[0])
         ms = (time.perf_counter() - t0) * 1000.0 / len(ts.images)
     except Exception as e:
         return {"status": _error(e)}
     finally:
-        runner = None
+        score = None
         _free(device)
     scores_arr = np.array(scores)
     with_mask = [i for i, m in enumerate(ts.masks) if m is not None]
     pix = [maps[i] for i in with_mask], [ts.masks[i] for i in with_mask]
     has_pix = any(ts.masks[i].any() for i in with_mask)
-    row = {"status": "ok", "ms_per_image": ms,
+    row = {"status": "ok", "ms_per_image": ms, "threshold": threshold, "calibration": calibration,
            "image_auroc": image_auroc(scores_arr, ts.defective),
            "pixel_auroc": pixel_auroc(*pix) if has_pix else None,
-           "au_pro": au_pro(*pix) if has_pix else None, "_scores": scores_arr}
-    if ref is not None:
-        t = frame.threshold
-        row["verdict_changes"] = int(((scores_arr >= t) != (ref >= t)).sum())
-        row["max_rel_score_diff"] = float(np.max(np.abs(scores_arr - ref) / np.maximum(np.abs(ref), 1e-9)))
+           "au_pro": au_pro(*pix) if has_pix else None, "_scores": scores_arr,
+           "false_reject_rate": float(np.mean(scores_arr[~ts.defective] >= threshold)),
+           "miss_rate": float(np.mean(scores_arr[ts.defective] < threshold))}
+    if ref is not None:               # each path's verdicts at its threshold against fp32's
+        ref_scores, ref_threshold = ref
+        row["verdict_changes"] = int(((scores_arr >= threshold) != (ref_scores >= ref_threshold)).sum())
+        row["max_rel_score_diff"] = float(np.max(np.abs(scores_arr - ref_scores)
+                                                 / np.maximum(np.abs(ref_scores), 1e-9)))
     return row
 
 
@@ -548,9 +573,11 @@ def _detection_line(r: dict) -> str:
         return head + r["status"]
     f = lambda v: "  n/a " if v is None else f"{v:.4f}"
     line = (head + f"image AUROC {f(r['image_auroc'])}  pixel AUROC {f(r['pixel_auroc'])}  "
-            f"AU-PRO {f(r['au_pro'])}  {r['ms_per_image']:7.2f} ms/image")
+            f"AU-PRO {f(r['au_pro'])}  FRR {r['false_reject_rate']:.1%} miss {r['miss_rate']:.1%}"
+            f"  {r['ms_per_image']:7.2f} ms/image")
     if "verdict_changes" in r:
-        line += f"  verdicts changed {r['verdict_changes']}, scores up to {r['max_rel_score_diff']:.2%}"
+        line += (f"  verdicts changed {r['verdict_changes']} (threshold {r['threshold']:.4f}, "
+                 f"{r['calibration']} calibration), scores up to {r['max_rel_score_diff']:.2%}")
     return line
 
 
