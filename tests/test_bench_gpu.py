@@ -10,7 +10,7 @@ from engine.bench import gpu
 from synthetic import write_mvtec
 
 
-def test_without_cuda_one_sentence_and_exit_2(monkeypatch, capsys):
+def test_without_cuda_one_sentence_and_exit_2(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert gpu.main([]) == 2
     out, err = capsys.readouterr()
@@ -20,6 +20,9 @@ def test_without_cuda_one_sentence_and_exit_2(monkeypatch, capsys):
     # the full check is never run on the CPU by mistake
     assert gpu.main(["--device", "cpu"]) == 2
     assert "only with --smoke" in capsys.readouterr().err
+    # a --data folder without images is said before anything is timed or trained
+    assert gpu.main(["--smoke", "--device", "cpu", "--data", str(tmp_path)]) == 2
+    assert "no MVTec-layout category" in capsys.readouterr().err
 
 
 def test_generated_parts_have_defects_where_their_masks_say():

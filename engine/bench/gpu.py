@@ -32,6 +32,7 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,6 +137,8 @@ def _bench(a: argparse.Namespace) -> int:
                   "so there is nothing to measure; run it on a PC with an NVIDIA GPU (or "
                   "`--smoke --device cpu` to exercise the code).", file=sys.stderr)
             return 2
+    if a.data and not _categories(Path(a.data)):         # said before minutes are spent
+        raise InspectError(f"{a.data} holds no MVTec-layout category (train/good, test/...).")
     device = torch.device("cuda" if a.device != "cpu" and torch.cuda.is_available() else "cpu")
     report = run(a, device, SMOKE if a.smoke else Plan(), sections)
     print(f"done in {report['info']['seconds']:.0f} s on {report['info']['device']}")
@@ -154,15 +157,20 @@ def run(a: argparse.Namespace, device: torch.device, plan: Plan, sections: list[
             if name not in sections:
                 continue
             t_section = time.perf_counter()
-            if name == "latency":
-                report["latency"] = latency_section(device, plan, Budget(plan.budgets["latency"]), trt)
-            elif name == "training":
-                report["training"] = training_section(device, plan, Budget(plan.budgets["training"]))
-            elif name == "detection":
-                report["detection"], model_file = detection_section(
-                    a.data, device, plan, Budget(plan.budgets["detection"]), trt, Path(tmp))
-            else:
-                report["pipeline"] = pipeline_section(device, plan, model_file, Path(tmp))
+            try:
+                if name == "latency":
+                    report[name] = latency_section(device, plan, Budget(plan.budgets[name]), trt)
+                elif name == "training":
+                    report[name] = training_section(device, plan, Budget(plan.budgets[name]))
+                elif name == "detection":
+                    report[name], model_file = detection_section(
+                        a.data, device, plan, Budget(plan.budgets[name]), trt, Path(tmp))
+                else:
+                    report[name] = pipeline_section(device, plan, model_file, Path(tmp))
+            except Exception as e:      # one run on a borrowed GPU: the other sections still run
+                traceback.print_exc()
+                report[name] = {"status": _error(e)}
+                print(f"  {name} failed: {report[name]['status']}", flush=True)
             report["info"]["section_seconds"][name] = time.perf_counter() - t_section
             report["info"]["seconds"] = time.perf_counter() - t0
             _write_json(a.json, report)
@@ -458,8 +466,13 @@ def detection_section(data: str | None, device: torch.device, plan: Plan, budget
         if budget.left() <= 0:
             out["categories"].append({"category": ts.name, "status": "skipped: time budget"})
             continue
-        with budget.spend():
-            model, meta, cat = _train_on(ts, device, plan)
+        try:
+            with budget.spend():
+                model, meta, cat = _train_on(ts, device, plan)
+        except Exception as e:          # e.g. out of memory: the next category may still run
+            traceback.print_exc()
+            out["categories"].append({"category": ts.name, "status": _error(e)})
+            continue
         if model_file is None:                        # the pipeline section judges with it
             from engine.model import save_checkpoint
             model_file = str(tmp / "model.pt")
