@@ -213,9 +213,10 @@ def _info(device: torch.device, smoke: bool) -> dict:
 
 def _print_info(info: dict) -> None:
     what = "SMOKE RUN (tiny sizes; figures are not measurements)" if info["smoke"] else "GPU check"
-    print(f"bench gpu: {what} on {info['device']} ({info['device_type']}); torch {info['torch']}, "
-          f"CUDA {info['cuda']}, cuDNN {info['cudnn']}, TF32 convolutions "
-          f"{info['cudnn_allow_tf32']}, TensorRT {info['tensorrt']}", flush=True)
+    gpu = (f", cuDNN {info['cudnn']}, TF32 in fp32 convolutions {info['cudnn_allow_tf32']}"
+           if info["device_type"] == "cuda" else "")
+    print(f"bench gpu: {what} on {info['device']} ({info['device_type']}); torch {info['torch']} "
+          f"(built for CUDA {info['cuda']}){gpu}, TensorRT {info['tensorrt']}", flush=True)
 
 
 # -- runners: u (B,3,S,S) float32 in [0,1] on the device -> PDN-grid map (B,1,s,s) float32 --
