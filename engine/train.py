@@ -901,7 +901,8 @@ def _with_paths(synthetic, model, cfg: TrainConfig, hold_views, defect_views, ki
     check = precision.CheckSet(hold_views.float() / 255, defect_views.float() / 255, tuple(kinds),
                                cfg.q_a, cfg.q_b, cfg.target_frr, cfg.seed)
     fp32_auroc = precision.heldout_auroc(np.asarray(hold_scores), np.asarray(defect_scores))
-    found = precision.calibrate_paths(model.eval(), device, check, fp32_auroc, progress)
+    found = precision.calibrate_paths(model.eval(), device, check, fp32_auroc, progress,
+                                      fp32_missed=synthetic.missed)
     return _Checked(synthetic, found)
 
 

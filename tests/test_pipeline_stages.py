@@ -192,6 +192,20 @@ def test_the_networks_get_the_newest_frame_and_each_stage_holds_at_most_one():
     assert threads == {"prepare": {"scoring intake"}, "infer": {"scoring"}, "finish": {"scoring finish"}}
 
 
+def test_intake_does_not_prepare_every_camera_frame_while_the_networks_are_busy():
+    """A frame every 2 ms, the networks 60 ms: intake waits until they are about to finish
+    and then takes the newest, instead of preparing ~30 frames per inference to drop them."""
+    scorer = StagedScorer(delays=(0.0, 0.06, 0.0))
+    p, feed, got, errors, _ = make_line(scorer)
+    p.start()
+    wait_for(lambda: len(scorer.tags("infer")) >= 12, 20, "12 inferences")
+    p.stop()
+    assert p.join(10) and not errors
+    prepared, inferred = len(scorer.tags("prepare")), len(scorer.tags("infer"))
+    assert prepared <= 3 * inferred + 6, (prepared, inferred)
+    assert len(feed.taken) > 3 * prepared          # the camera's slot skipped the rest
+
+
 @pytest.mark.parametrize("pipelined", [True, False])
 def test_verdicts_come_in_frame_order_with_counters_and_every_one_logged(pipelined):
     scorer = StagedScorer(delays=(0.001, 0.008, 0.004))

@@ -45,6 +45,7 @@ def test_learn_calibrates_each_reduced_path_on_its_own_outputs(trained):
     assert "torch-bf16" in cals and set(cals) <= set(precision.reduced_paths_here(torch.device("cpu")))
     ref = precision.reference_auroc(meta)
     assert ref is not None and 0.0 <= ref <= 1.0
+    assert precision.reference_missed(meta) == meta["synthetic_check"]["missed"]
     for name, cal in cals.items():
         assert cal.synthetic_n == 18 and 0 <= cal.synthetic_missed <= 18
         assert 0.0 <= cal.heldout_auroc <= 1.0 and np.isfinite(cal.threshold)
@@ -102,6 +103,14 @@ def test_only_paths_within_the_auroc_margin_of_fp32_are_eligible(trained):
     assert "torch-bf16" in ok
     ok, why = precision.eligible(_with_auroc(meta, "torch-bf16", 0.9 - 0.006), cpu)
     assert "torch-bf16" not in ok and any("0.894 against fp32's 0.900" in w for w in why)
+    # same ranking, but more defects passed at its own threshold (saturated maps): not eligible
+    m = _with_auroc(meta, "torch-bf16", 0.9)
+    m["paths_reference"]["synthetic_missed"] = 3
+    m["paths"]["torch-bf16"]["synthetic_n"], m["paths"]["torch-bf16"]["synthetic_missed"] = 18, 4
+    assert "torch-bf16" in precision.eligible(m, cpu)[0]                  # one more: the slack
+    m["paths"]["torch-bf16"]["synthetic_missed"] = 5
+    ok, why = precision.eligible(m, cpu)
+    assert "torch-bf16" not in ok and any("misses 5 of 18" in w and "fp32's 3" in w for w in why)
     few = copy.deepcopy(meta)
     few["paths"]["torch-bf16"]["synthetic_n"] = precision.MIN_CHECK - 1
     ok, why = precision.eligible(few, cpu)

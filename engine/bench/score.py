@@ -69,8 +69,9 @@ def calibrated_model(size: str, image_size: int, good: list[np.ndarray]):
     from engine.scoring import Scorer
     scores = Scorer(model, {}, "cpu").score(good, with_maps=False).scores
     check = precision.check_set_from_frames(model, good, per_kind=4)
-    paths = precision.calibrate_paths(model, torch.device("cpu"), check,
-                                      precision.fp32_check_auroc(model, check))
+    ref = precision.fp32_reference(model, check)
+    paths = precision.calibrate_paths(model, torch.device("cpu"), check, ref.heldout_auroc,
+                                      fp32_missed=ref.synthetic_missed)
     return model, {"threshold": default_threshold(scores), **paths,
                    "teacher": str(teacher) if teacher.is_file() else "random"}
 

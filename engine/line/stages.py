@@ -19,7 +19,9 @@ the trigger gate released), never the line.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
+import statistics
 import threading
 import time
 from dataclasses import dataclass
@@ -110,14 +112,17 @@ class Handover:
             return self._closed and self._item is None
 
 
-class _Mean:
-    """Exponential moving mean of a duration (s); 0 until the first sample."""
+class _Recent:
+    """The median of a stage's last few durations (s); 0 until the first. A median, so that
+    one slow frame (the first, with its warm-up) does not skew the pace for long."""
 
-    def __init__(self, weight: float = 0.2):
-        self.weight, self.value = weight, 0.0
+    def __init__(self, n: int = 5):
+        self._last: collections.deque = collections.deque(maxlen=n)
+        self.value = 0.0
 
     def add(self, seconds: float) -> None:
-        self.value = seconds if self.value == 0.0 else self.value + self.weight * (seconds - self.value)
+        self._last.append(seconds)
+        self.value = statistics.median(self._last)
 
 
 class StagedLoop:
@@ -130,7 +135,7 @@ class StagedLoop:
         self.pipe = pipe
         self.ready = Handover(replace=True)
         self.scored = Handover(replace=False)
-        self.prepare_s, self.infer_s = _Mean(), _Mean()
+        self.prepare_s, self.infer_s = _Recent(), _Recent()
         self._infer_started: float | None = None
         self._end = threading.Event()
 
