@@ -101,8 +101,9 @@ class Scorer:
                                "model scores with 'auto' (or 'eager').")
         if self.kind == "quick":
             backend = "eager"
-        self.path_choice = PathChoice(backend, f"{backend}, as asked" if backend != "eager" else
-                                      "eager fp32 (the reference forward)", ())
+        self.path_choice = PathChoice(backend, (
+            "fp32: a quick model scores with its own backbone and distance search" if self.kind == "quick"
+            else f"{backend}, as asked" if backend != "eager" else "eager fp32 (the reference forward)"), ())
         if model.config.uses_layout:
             if backend not in ("auto", "eager", "torch-fp32-nnpack"):
                 raise InspectError(f"Scoring backend {backend} does not support tiling or a "

@@ -198,12 +198,17 @@ def test_intake_does_not_prepare_every_camera_frame_while_the_networks_are_busy(
     scorer = StagedScorer(delays=(0.0, 0.06, 0.0))
     p, feed, got, errors, _ = make_line(scorer)
     p.start()
-    wait_for(lambda: len(scorer.tags("infer")) >= 12, 20, "12 inferences")
+    wait_for(lambda: len(scorer.tags("infer")) >= 3, 20, "the networks' pace (2 inferences)")
+    prepared0, inferred0, taken0 = len(scorer.tags("prepare")), len(scorer.tags("infer")), len(feed.taken)
+    wait_for(lambda: len(scorer.tags("infer")) >= inferred0 + 10, 20, "10 more inferences")
+    prepared, inferred = len(scorer.tags("prepare")) - prepared0, len(scorer.tags("infer")) - inferred0
+    waited = (len(feed.taken) - taken0) * 0.002     # time the feed spent making frames
     p.stop()
     assert p.join(10) and not errors
-    prepared, inferred = len(scorer.tags("prepare")), len(scorer.tags("infer"))
-    assert prepared <= 3 * inferred + 6, (prepared, inferred)
-    assert len(feed.taken) > 3 * prepared          # the camera's slot skipped the rest
+    # a few per inference (one at once, the newest just before the networks are free)
+    # where taking every frame would prepare about 30
+    assert prepared <= 5 * inferred, (prepared, inferred)
+    assert waited < 0.5 * inferred * 0.06           # intake mostly waited, not took frames
 
 
 @pytest.mark.parametrize("pipelined", [True, False])
