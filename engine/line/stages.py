@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import statistics
 import threading
 import time
 from dataclasses import dataclass
@@ -113,8 +112,9 @@ class Handover:
 
 
 class _Recent:
-    """The median of a stage's last few durations (s); 0 until the first. A median, so that
-    one slow frame (the first, with its warm-up) does not skew the pace for long."""
+    """The shortest of a stage's last few durations (s); 0 until the first. The shortest,
+    so that intake is ready early rather than late (a frame prepared too early waits a
+    whole inference), and one slow frame (the first, with its warm-up) does not count."""
 
     def __init__(self, n: int = 5):
         self._last: collections.deque = collections.deque(maxlen=n)
@@ -122,7 +122,7 @@ class _Recent:
 
     def add(self, seconds: float) -> None:
         self._last.append(seconds)
-        self.value = statistics.median(self._last)
+        self.value = min(self._last)
 
 
 class StagedLoop:
