@@ -31,10 +31,13 @@ def tag_of(rgb: np.ndarray) -> int:
 
 class Feed:
     """A camera that makes a frame whenever asked (every `interval` s) until paused; it
-    records, when stopped, which of the line's stage threads were still alive."""
+    records, when stopped, which of the line's stage threads were still alive. clocked: a
+    frame every `interval` s whether taken or not, the newest handed out (the camera's
+    latest-frame slot)."""
 
-    def __init__(self, interval: float = 0.002):
-        self.interval = interval
+    def __init__(self, interval: float = 0.002, clocked: bool = False):
+        self.interval, self.clocked = interval, clocked
+        self.t0 = time.monotonic()
         self.produce = threading.Event()
         self.produce.set()
         self.seq = -1
@@ -56,8 +59,15 @@ class Feed:
     def next_frame(self, timeout):
         if not self.produce.wait(min(timeout, 0.05)):
             return None
-        time.sleep(self.interval)
-        self.seq += 1
+        if self.clocked:
+            newest = int((time.monotonic() - self.t0) / self.interval)
+            if newest <= self.seq:
+                time.sleep(self.t0 + (self.seq + 1) * self.interval - time.monotonic())
+                newest = self.seq + 1
+            self.seq = newest
+        else:
+            time.sleep(self.interval)
+            self.seq += 1
         rgb = np.zeros((16, 16, 3), np.uint8)
         rgb[0, 0, 0], rgb[0, 0, 1] = self.seq % 256, self.seq // 256
         self.taken.append(self.seq)
@@ -193,22 +203,24 @@ def test_the_networks_get_the_newest_frame_and_each_stage_holds_at_most_one():
 
 
 def test_intake_does_not_prepare_every_camera_frame_while_the_networks_are_busy():
-    """A frame every 2 ms, the networks 60 ms: intake waits until they are about to finish
-    and then takes the newest, instead of preparing ~30 frames per inference to drop them."""
-    scorer = StagedScorer(delays=(0.0, 0.06, 0.0))
-    p, feed, got, errors, _ = make_line(scorer)
+    """A camera at 100 frames/s, the networks 100 ms: intake waits until they are about to
+    finish and then takes the newest frame, instead of preparing ten per inference."""
+    scorer = StagedScorer(delays=(0.0, 0.1, 0.0))
+    p, feed, got, errors, _ = make_line(scorer, feed=Feed(0.01, clocked=True))
     p.start()
     wait_for(lambda: len(scorer.tags("infer")) >= 3, 20, "the networks' pace (2 inferences)")
-    prepared0, inferred0, taken0 = len(scorer.tags("prepare")), len(scorer.tags("infer")), len(feed.taken)
-    wait_for(lambda: len(scorer.tags("infer")) >= inferred0 + 10, 20, "10 more inferences")
+    prepared0, inferred0, seq0 = len(scorer.tags("prepare")), len(scorer.tags("infer")), feed.seq
+    wait_for(lambda: len(scorer.tags("infer")) >= inferred0 + 8, 20, "8 more inferences")
     prepared, inferred = len(scorer.tags("prepare")) - prepared0, len(scorer.tags("infer")) - inferred0
-    waited = (len(feed.taken) - taken0) * 0.002     # time the feed spent making frames
+    made = feed.seq - seq0
     p.stop()
     assert p.join(10) and not errors
-    # a few per inference (one at once, the newest just before the networks are free)
-    # where taking every frame would prepare about 30
-    assert prepared <= 5 * inferred, (prepared, inferred)
-    assert waited < 0.5 * inferred * 0.06           # intake mostly waited, not took frames
+    # about 3 per inference (one at once, the newest ones as the networks get free) where
+    # taking every frame would prepare 10
+    assert made >= 8 * inferred and prepared <= 5 * inferred, (made, prepared, inferred)
+    # and the networks get a fresh frame: prepared at most about two camera frames ago
+    ages = [r.verdict.latency_ms - 100 for r in got[-6:]]
+    assert max(ages) < 60, ages
 
 
 @pytest.mark.parametrize("pipelined", [True, False])

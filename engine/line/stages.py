@@ -129,6 +129,9 @@ class StagedLoop:
     """One run of the pipelined loop (from the line's start to its stop) for a Pipeline,
     whose helpers (model swap, capture, log guard, verdict, publication) it calls."""
 
+    # Intake wakes this early (a share of the shortest recent inference, plus a margin):
+    # an inference that ends before it would get a frame prepared a whole inference ago.
+    PACE_EARLY = 0.2
     PACE_MARGIN_S = 0.004
 
     def __init__(self, pipe):
@@ -240,8 +243,9 @@ class StagedLoop:
             started = self._infer_started
             if started is None:
                 return
-            left = started + self.infer_s.value - self.prepare_s.value - self.PACE_MARGIN_S \
-                - time.monotonic()
+            wake = started + (1.0 - self.PACE_EARLY) * self.infer_s.value \
+                - self.prepare_s.value - self.PACE_MARGIN_S
+            left = wake - time.monotonic()
             if left <= 0:
                 return
             time.sleep(min(left, 0.02))
