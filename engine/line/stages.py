@@ -14,8 +14,9 @@ On the 2-core PC the networks take 130-270 ms and everything else about 10 ms pe
 the gain is that the rest no longer waits its turn: the networks run back to back. Each
 stage is one thread and each hand-over holds one frame, so verdicts come in frame order.
 A frame carries the Scorer that prepared it (and that model's threshold): a model swapped
-mid-flight never scores half a frame. An error costs the frame it happened to (on_error,
-the trigger gate released), never the line.
+mid-flight never scores half a frame. A scorer's first inference runs alone (it may
+capture a CUDA graph, which another thread's GPU work would break). An error costs the
+frame it happened to (on_error, the trigger gate released), never the line.
 """
 from __future__ import annotations
 
@@ -61,6 +62,7 @@ class Handover:
     def __init__(self, replace: bool):
         self.replace = replace
         self._item: InFlight | None = None
+        self._busy = False                   # the consumer works on the item it took
         self._closed = False
         self._cond = threading.Condition()
 
@@ -86,8 +88,21 @@ class Handover:
             if self._item is None and not self._closed:
                 self._cond.wait(timeout)
             item, self._item = self._item, None
+            self._busy = item is not None
             self._cond.notify_all()
             return item
+
+    def done(self) -> None:
+        """The consumer is through with the item it took."""
+        with self._cond:
+            self._busy = False
+            self._cond.notify_all()
+
+    def wait_idle(self, alive: Callable[[], bool]) -> None:
+        """Until no item waits and the consumer is not working on one (or it ended)."""
+        with self._cond:
+            while (self._item is not None or self._busy) and alive():
+                self._cond.wait(0.05)
 
     def clear(self) -> InFlight | None:
         with self._cond:
@@ -140,6 +155,7 @@ class StagedLoop:
         self.scored = Handover(replace=False)
         self.prepare_s, self.infer_s = _Recent(), _Recent()
         self._infer_started: float | None = None
+        self._tried: set[int] = set()           # ids of the scorers that have inferred once
         self._end = threading.Event()
 
     # ---- the run, on the line's scoring thread ------------------------------------------
@@ -202,6 +218,7 @@ class StagedLoop:
                 old = self.ready.put(item)
                 if old is not None:
                     self._skip(old)
+                self._wait_first_inference(item)
             except Exception as exc:           # noqa: BLE001 - one bad frame must not stop the line
                 self._fault(item, exc)
 
@@ -232,6 +249,14 @@ class StagedLoop:
         prepared = item.scorer.prepare([item.frame.rgb])      # an error: _fault releases it
         self.prepare_s.add(time.perf_counter() - t0)
         return dataclasses.replace(item, prepared=prepared)
+
+    def _wait_first_inference(self, item: InFlight) -> None:
+        """A scorer's first inference runs alone: it may capture a CUDA graph (the GPU's
+        default path), which fails when another thread uses the GPU meanwhile."""
+        if not item.judged:
+            return
+        while id(item.scorer) not in self._tried and not self._stopping():
+            time.sleep(0.005)
 
     def _pace(self) -> None:
         """While a prepared frame waits and the networks are busy, wait until they are
@@ -267,6 +292,8 @@ class StagedLoop:
     def _infer(self, item: InFlight) -> InFlight:
         if not item.judged:
             return item
+        if id(item.scorer) not in self._tried:  # its first: alone (_wait_first_inference)
+            self.scored.wait_idle(self._finish_thread.is_alive)
         t0 = time.perf_counter()
         self._infer_started = time.monotonic()
         try:
@@ -275,6 +302,7 @@ class StagedLoop:
             return dataclasses.replace(item, small=item.scorer.infer(item.prepared))
         finally:
             self._infer_started = None
+            self._tried.add(id(item.scorer))
             self.infer_s.add(time.perf_counter() - t0)
 
     # ---- finishing ----------------------------------------------------------------------
@@ -289,6 +317,8 @@ class StagedLoop:
                 self._fault(item, exc)
             else:
                 item.release()
+            finally:
+                self.scored.done()
 
     def _finish(self, item: InFlight) -> None:
         pipe = self.pipe
