@@ -216,9 +216,10 @@ class StagedLoop:
                     continue
                 item = self._prepare(item)
                 old = self.ready.put(item)
+                handed, item = item, None       # the scoring thread's now
                 if old is not None:
                     self._skip(old)
-                self._wait_first_inference(item)
+                self._wait_first_inference(handed)
             except Exception as exc:           # noqa: BLE001 - one bad frame must not stop the line
                 self._fault(item, exc)
 
