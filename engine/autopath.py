@@ -2,7 +2,7 @@
 
 The fastest path differs between machines (measured: on an AMD CPU without AMX NNPACK was
 the fastest exact path and bf16 2.4x; on an Intel CPU with AMX bf16 was 4.3x), so no fixed
-list is right on both. `choose` times the exact fp32 path of this device and every reduced
+list is right on both. `choose` times the exact fp32 paths of this device and every reduced
 path the model is calibrated for and may use (engine/precision.py: its held-out check within
 0.005 AUROC of fp32's), batch 1 at the model's input size, and takes the fastest. The
 figures are cached per machine and model shape (a file under the user's cache folder), so a
@@ -43,12 +43,23 @@ class PathChoice:
         return dict(self.timings).get(path)
 
 
-def exact_path(device: torch.device) -> str:
-    """The fastest exact fp32 path of a device (scores equal to the eager model's to ~1e-5)."""
+def exact_paths(device: torch.device) -> list[str]:
+    """The exact fp32 paths of a device (scores equal to the eager model's to ~1e-5), timed
+    against each other too: NNPACK's Winograd/FFT kernels beat oneDNN's direct convolutions
+    on an idle AMD dev CPU (1.55x against 1.14x eager) and lost to them under load."""
     if device.type == "cuda":
-        return "torch-fp32-graph"
+        return ["torch-fp32-graph"]
     from engine.fast import nnpack_available
-    return "torch-fp32-nnpack" if nnpack_available() else "torch-fp32"
+    paths = ["torch-fp32-nnpack"] if nnpack_available() else []
+    paths.append("torch-fp32")
+    if precision._importable("openvino"):
+        paths.append("openvino-fp32")
+    return paths
+
+
+def exact_path(device: torch.device) -> str:
+    """The exact path taken without measuring (the first of exact_paths)."""
+    return exact_paths(device)[0]
 
 
 def cache_file() -> Path:
@@ -121,12 +132,13 @@ def time_path(run: Callable[[torch.Tensor], torch.Tensor], image_size: int,
 def choose(model, meta: dict | None, device: torch.device,
            make_runner: Callable[[str], Callable], cache: Path | None = None) -> PathChoice:
     """The fastest path among the exact one and the eligible reduced ones (see module text)."""
-    base = exact_path(device)
+    exact = exact_paths(device)
     candidates, why_not = precision.eligible(meta, device)
-    if not candidates:
-        reason = "; ".join(why_not) or "the model has no reduced-precision calibration"
-        return PathChoice(base, f"fp32 ({base}): {reason}.", ())
-    paths = [base, *candidates]
+    if not precision.calibrations(meta):
+        why_not = ["the model has no reduced-precision calibration"]
+    paths = [*exact, *candidates]
+    if len(paths) == 1:
+        return PathChoice(paths[0], f"fp32 ({paths[0]}): {'; '.join(why_not)}", ())
     cache = cache or cache_file()
     key = machine_key(model, device, paths)
     entry = _read_cache(cache).get(key)
@@ -140,15 +152,18 @@ def choose(model, meta: dict | None, device: torch.device,
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         _write_cache(cache, key, {"ms": ms, "utc": when})
     best = min(paths, key=lambda p: ms[p])
-    choice = PathChoice(best, _reason(best, base, ms, meta), tuple(ms.items()), when, from_cache)
+    base = min(exact, key=lambda p: ms[p])
+    choice = PathChoice(best, _reason(best, base, ms, meta, why_not), tuple(ms.items()), when,
+                        from_cache)
     log.info("scoring path %s (%s; %s)", best, choice.reason,
              "cached timings" if from_cache else "measured now")
     return choice
 
 
-def _reason(best: str, base: str, ms: dict, meta) -> str:
+def _reason(best: str, base: str, ms: dict, meta, why_not: list[str]) -> str:
     if best == base:
-        return f"fp32 ({base}) is the fastest here: {ms[base]:.0f} ms per part"
+        return (f"fp32 ({base}) is the fastest here: {ms[base]:.0f} ms per part"
+                + "".join(f"; {w}" for w in why_not))
     cal = precision.calibrations(meta)[best]
     ref = precision.reference_auroc(meta)
     return (f"{best}: {ms[best]:.0f} ms per part against {ms[base]:.0f} ms for fp32 "

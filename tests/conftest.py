@@ -3,6 +3,10 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# `auto`'s timings of the scoring paths (engine/autopath.py): one cache per test session,
+# never the user's own
+import tempfile  # noqa: E402
+os.environ["INSPECT_LINE_CACHE"] = tempfile.mkdtemp(prefix="inspect-test-cache-")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))

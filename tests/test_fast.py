@@ -71,9 +71,10 @@ def test_nnpack_conv_matches_conv(cin, cout, k, pad, hw):
 
 
 def test_auto_backend_on_cpu_is_exact_fast_path(model):
-    from engine.fast import nnpack_available
-    sc = Scorer(model, {}, "cpu", backend="auto")
-    assert sc.backend == ("torch-fp32-nnpack" if nnpack_available() else "torch-fp32")
+    from engine.autopath import exact_paths
+    sc = Scorer(model, {}, "cpu", backend="auto")      # no reduced calibration: exact, timed
+    assert sc.backend in exact_paths(torch.device("cpu"))
+    assert set(dict(sc.path_choice.timings)) == set(exact_paths(torch.device("cpu")))
 
 
 def test_onnx_graph_outputs(model, tmp_path):

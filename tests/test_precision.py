@@ -84,7 +84,7 @@ def test_a_reduced_path_the_model_was_not_calibrated_for_is_refused_in_words(tra
         Scorer(model, broken, "cpu", backend="torch-bf16")
     # auto on an uncalibrated model: the exact path, and it says why
     sc = Scorer(model, bare, "cpu", backend="auto")
-    assert sc.backend == autopath.exact_path(torch.device("cpu"))
+    assert sc.backend in autopath.exact_paths(torch.device("cpu"))
     assert "no reduced-precision calibration" in sc.info.scoring_path
 
 
@@ -127,7 +127,7 @@ def test_auto_times_the_candidates_takes_the_fastest_and_caches_per_machine(trai
     first = Scorer(model, meta, "cpu", backend="auto")
     choice = first.path_choice
     timed = dict(choice.timings)
-    assert set(timed) == {autopath.exact_path(torch.device("cpu")), "torch-bf16"}
+    assert set(timed) == {*autopath.exact_paths(torch.device("cpu")), "torch-bf16"}
     assert all(ms > 0 for ms in timed.values()) and not choice.from_cache
     assert choice.backend == min(timed, key=timed.get) == first.backend
     assert choice.backend in first.info.scoring_path
@@ -138,12 +138,12 @@ def test_auto_times_the_candidates_takes_the_fastest_and_caches_per_machine(trai
     assert again.from_cache and dict(again.timings) == timed
     # the cache decides: if it says bf16 is slower, fp32 is taken, and the reason says so
     key = next(iter(entry))
-    exact = autopath.exact_path(torch.device("cpu"))
-    entry[key]["ms"] = {exact: 10.0, "torch-bf16": 20.0}
+    exact = autopath.exact_paths(torch.device("cpu"))
+    entry[key]["ms"] = {**{p: 30.0 for p in exact}, exact[-1]: 10.0, "torch-bf16": 20.0}
     cache.write_text(json.dumps(entry))
     slow = Scorer(model, meta, "cpu", backend="auto")
-    assert slow.backend == exact and "fastest here" in slow.info.scoring_path
-    entry[key]["ms"] = {exact: 20.0, "torch-bf16": 10.0}
+    assert slow.backend == exact[-1] and "fastest here" in slow.info.scoring_path
+    entry[key]["ms"] = {**{p: 30.0 for p in exact}, exact[0]: 20.0, "torch-bf16": 10.0}
     cache.write_text(json.dumps(entry))
     fast = Scorer(model, meta, "cpu", backend="auto")
     assert fast.backend == "torch-bf16" and fast.threshold == meta["paths"]["torch-bf16"]["threshold"]
