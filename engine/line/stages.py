@@ -127,26 +127,29 @@ class Handover:
 
 
 class _Recent:
-    """The shortest of a stage's last few durations (s); 0 until the first. The shortest,
-    so that intake is ready early rather than late (a frame prepared too early waits a
-    whole inference), and one slow frame (the first, with its warm-up) does not count."""
+    """The shortest of a stage's last few durations (s; 0 until the first) and their spread.
+    The shortest, so that intake is ready early rather than late (a frame prepared too early
+    waits a whole inference), and one slow frame (the first, with its warm-up) does not count."""
 
     def __init__(self, n: int = 5):
         self._last: collections.deque = collections.deque(maxlen=n)
-        self.value = 0.0
+        self.value = self.spread = 0.0
 
     def add(self, seconds: float) -> None:
         self._last.append(seconds)
-        self.value = min(self._last)
+        self.value, self.spread = min(self._last), max(self._last) - min(self._last)
+
+    @property
+    def settled(self) -> bool:
+        return len(self._last) >= 3
 
 
 class StagedLoop:
     """One run of the pipelined loop (from the line's start to its stop) for a Pipeline,
     whose helpers (model swap, capture, log guard, verdict, publication) it calls."""
 
-    # Intake wakes this early (a share of the shortest recent inference, plus a margin):
-    # an inference that ends before it would get a frame prepared a whole inference ago.
-    PACE_EARLY = 0.2
+    # Intake wakes this much before the networks are expected to be free, plus the recent
+    # inferences' spread: one that ends sooner would wait for intake.
     PACE_MARGIN_S = 0.004
 
     def __init__(self, pipe):
@@ -211,6 +214,9 @@ class StagedLoop:
                 if frame is None:
                     continue
                 pipe._feed_capture(frame)
+                if self._too_early() > 0:       # the networks took a frame meanwhile
+                    pipe.skipped += 1
+                    continue
                 item = self._admit(frame)
                 if item is None:
                     continue
@@ -260,21 +266,26 @@ class StagedLoop:
             time.sleep(0.005)
 
     def _pace(self) -> None:
-        """While a prepared frame waits and the networks are busy, wait until they are
-        about to finish before taking the next frame: preparing each camera frame only to
-        replace it would take CPU from the networks (at 100 frames/s about a sixth of a
-        core on the 2-core PC). The camera's own slot meanwhile keeps the newest frame.
-        Not while Learn captures: it gets every frame the intake can take."""
-        while not self._stopping() and self.ready.full and self.pipe._capture is None:
-            started = self._infer_started
-            if started is None:
-                return
-            wake = started + (1.0 - self.PACE_EARLY) * self.infer_s.value \
-                - self.prepare_s.value - self.PACE_MARGIN_S
-            left = wake - time.monotonic()
+        """While the networks are busy, wait until they are about to finish before taking
+        the next frame: preparing camera frames only to replace them takes CPU from the
+        networks, which on the 2-core PC use both cores (at 100 frames/s about a sixth of a
+        core). The camera's own slot meanwhile keeps the newest frame. With an empty slot
+        only once the inference time is known (else a frame is kept ready at once). Not
+        while Learn captures: it gets every frame the intake can take."""
+        while not self._stopping():
+            left = self._too_early()
             if left <= 0:
                 return
             time.sleep(min(left, 0.02))
+
+    def _too_early(self) -> float:
+        """Seconds until intake should take the next frame; 0 when now: shortly before the
+        networks are expected to be free (then every newer frame, until they are)."""
+        est, started = self.infer_s, self._infer_started
+        if started is None or self.pipe._capture is not None or not (self.ready.full or est.settled):
+            return 0.0
+        early = min(est.spread, 0.25 * est.value) + self.PACE_MARGIN_S + self.prepare_s.value
+        return max(0.0, started + est.value - early - time.monotonic())
 
     # ---- scoring: the networks only -----------------------------------------------------
     def _score_loop(self) -> None:
