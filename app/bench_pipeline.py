@@ -213,8 +213,8 @@ def _print(a, r: dict) -> None:
             continue
         print(f"  {name:9s} {x['judged_fps']:6.2f} parts/s judged in {x['seconds']} s "
               f"(camera {x['camera_fps']} frames/s; {x['verdicts']} verdicts, "
-              f"{x['skipped_frames']} frames skipped, {x['skipped_in_line']} of them prepared "
-              f"and replaced by a newer one)")
+              f"{x['skipped_frames']} frames skipped, {x['skipped_in_line']} of them taken from the "
+              f"camera and then left for a newer one)")
         print(f"            camera to verdict {x['camera_to_verdict_ms_median']} ms p50 / "
               f"{x['camera_to_verdict_ms_p95']} ms p95; scoring {x['score_ms_median']} ms p50; "
               f"frame order kept: {x['in_frame_order']}")
