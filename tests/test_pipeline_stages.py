@@ -136,6 +136,7 @@ class StagedScorer:
 def make_line(scorer=None, feed=None, **kw):
     feed = feed or Feed()
     got, errors, submitted = [], [], []
+    kw.setdefault("pipelined", True)        # the CPU's default is serial: these test the stages
     p = Pipeline(feed, "st", on_result=got.append, on_error=lambda where, e: errors.append((where, e)),
                  log_submit=lambda rec: submitted.append(rec) or True, **kw)
     if scorer is not None:
@@ -437,3 +438,14 @@ def test_learn_capture_gets_consecutive_frames_while_the_line_judges():
     assert p.join(10)
     ids = [f.id for f in captured]
     assert ids == list(range(ids[0], ids[0] + 8)) and not errors
+
+
+def test_the_loop_is_chosen_by_device_unless_asked():
+    """Serial on the CPU (measured faster on 2 cores), pipelined on a GPU; either on request."""
+    assert not Pipeline(Feed(), "st", device="cpu")._use_stages()
+    assert Pipeline(Feed(), "st", device="cpu", pipelined=True)._use_stages()
+    assert not Pipeline(Feed(), "st", device="cuda", pipelined=False)._use_stages()
+    import torch
+    if torch.cuda.is_available():
+        assert Pipeline(Feed(), "st", device="cuda")._use_stages()
+
