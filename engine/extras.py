@@ -7,6 +7,7 @@ pyproject.toml, and the feature that needs one says which:
     export    onnx, onnxruntime, openvino: ONNX export and those scoring backends
     postgres  psycopg: the inspection log on a PostgreSQL server
     distill   scikit-learn: distill-teacher's backbone probe
+    tensorrt  torch-tensorrt: `bench gpu`'s TensorRT path (a GPU PC with a matching torch)
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ OPTIONAL: dict[str, tuple[str, str]] = {
     "openvino": ("openvino", "export"),
     "psycopg": ("psycopg", "postgres"),
     "sklearn": ("scikit-learn", "distill"),
+    "torch_tensorrt": ("torch-tensorrt", "tensorrt"),
 }
 
 

@@ -191,10 +191,10 @@ def _plain(v):
 
 def _tensorrt():
     """torch_tensorrt, or None when it is not installed (or does not load with this torch)."""
+    from engine.extras import require
     try:
-        import torch_tensorrt
-        return torch_tensorrt
-    except Exception:                  # ImportError, or a build for another torch/CUDA
+        return require("torch_tensorrt", "The TensorRT path")
+    except Exception:                  # not installed, or a build for another torch/CUDA
         return None
 
 
