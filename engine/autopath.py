@@ -57,11 +57,6 @@ def exact_paths(device: torch.device) -> list[str]:
     return paths
 
 
-def exact_path(device: torch.device) -> str:
-    """The exact path taken without measuring (the first of exact_paths)."""
-    return exact_paths(device)[0]
-
-
 def cache_file() -> Path:
     base = os.environ.get("INSPECT_LINE_CACHE") or os.environ.get("XDG_CACHE_HOME")
     root = Path(base) if base else Path.home() / ".cache"

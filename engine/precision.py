@@ -20,6 +20,7 @@ each half on the held-out parts map them again exactly as training maps M_ST and
 """
 from __future__ import annotations
 
+import functools
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,7 +127,9 @@ def reduced_paths_here(device: torch.device) -> tuple[str, ...]:
     return tuple(paths)
 
 
+@functools.lru_cache(maxsize=None)
 def _importable(module: str) -> bool:
+    """Asked for every path on every model load; an install does not change while we run."""
     import importlib.util
     try:
         return importlib.util.find_spec(module) is not None
@@ -311,11 +314,12 @@ def calibrate_paths(model, device: torch.device, check: CheckSet, fp32_auroc: fl
 def eligible(meta: dict | None, device: torch.device) -> tuple[list[str], list[str]]:
     """Reduced paths `auto` may consider on this device -> (paths, why each other was not)."""
     cals, ref, ref_missed = calibrations(meta), reference_auroc(meta), reference_missed(meta)
+    runnable = reduced_paths_here(device)
     ok, why = [], []
     for path, cal in cals.items():
         if cal.device != device.type:
             why.append(f"{path}: calibrated on the {cal.device}, not here")
-        elif path not in reduced_paths_here(device):
+        elif path not in runnable:
             why.append(f"{path}: this machine cannot run it")
         elif ref is None or cal.synthetic_n < MIN_CHECK or not np.isfinite(cal.heldout_auroc):
             why.append(f"{path}: too few held-out checks to be sure")

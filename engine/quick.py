@@ -291,7 +291,7 @@ def learn(cfg, images: list[np.ndarray], progress=lambda f, m: None, should_stop
                       torch.stack([T._views(images[i], None, s)[0] for i in hold_idx]) if layouts is None else None,
                       [layouts[i] for i in hold_idx] if layouts else None)
     textures = T._load_penalty(cfg, progress) if cfg.synthetic_per_kind > 0 else []
-    hold_scores, estimate, synthetic = T._calibrate(model, cfg, hold, textures, device, progress)
+    hold_scores, estimate, synthetic, _ = T._calibrate(model, cfg, hold, textures, device, progress)
     model.cpu()
     meta = {
         "model_id": uuid.uuid4().hex[:12],

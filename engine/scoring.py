@@ -44,18 +44,6 @@ BACKENDS = ("eager", "torch-fp32", "torch-fp32-nnpack", "torch-fp32-graph", "tor
             "openvino-int8", "onnxruntime-int8")
 
 
-def auto_backend(device: torch.device) -> str:
-    """The exact fp32 path `auto` takes for a model with no reduced-precision calibration:
-      * CPU: the folded model with NNPACK's fast-convolution algorithms (Winograd/FFT, fp32,
-        about 1e-6 relative difference): 1.55x eager on the idle 2-core dev machine, where
-        oneDNN's direct convolutions (folded torch fp32: 1.14x) are already near the fp32
-        peak. Without NNPACK (a CPU without AVX2), the folded torch fp32 model;
-      * CUDA: the folded model in fp32 replayed as a CUDA graph (no launch overhead).
-    A model calibrated for reduced-precision paths is timed on them (engine/autopath.py)."""
-    from engine.autopath import exact_path
-    return exact_path(device)
-
-
 def _finite_number(v) -> bool:
     """A real number (numpy's too) that is not NaN or infinite; False for text, bools, None."""
     if isinstance(v, (bool, str, bytes)) or v is None:
@@ -64,6 +52,13 @@ def _finite_number(v) -> bool:
         return math.isfinite(float(v))
     except (TypeError, ValueError, OverflowError):
         return False
+
+
+def _asked_reason(kind: str, backend: str) -> str:
+    """Why the path is what it is when `auto` did not choose it."""
+    if kind == "quick":
+        return "fp32: a quick model scores with its own backbone and distance search"
+    return "eager fp32 (the reference forward)" if backend == "eager" else f"{backend}, as asked"
 
 
 class Scorer:
@@ -89,6 +84,7 @@ class Scorer:
         from engine.meta import ModelMeta
         self.info = ModelMeta.from_dict(self.meta)      # what the model says about itself
         self.model_id = self.info.model_id
+        self._calibrations = precision.calibrations(self.meta)   # reduced paths (engine/precision.py)
         # ROI / tiling models run the model's own networks per frame (engine/layout.py; on the
         # CPU with NNPACK convolutions unless "eager" is asked for), with one layout per frame
         # size, built on first sight (validation, polygon raster).
@@ -101,9 +97,7 @@ class Scorer:
                                "model scores with 'auto' (or 'eager').")
         if self.kind == "quick":
             backend = "eager"
-        self.path_choice = PathChoice(backend, (
-            "fp32: a quick model scores with its own backbone and distance search" if self.kind == "quick"
-            else f"{backend}, as asked" if backend != "eager" else "eager fp32 (the reference forward)"), ())
+        self.path_choice = PathChoice(backend, _asked_reason(self.kind, backend), ())
         if model.config.uses_layout:
             if backend not in ("auto", "eager", "torch-fp32-nnpack"):
                 raise InspectError(f"Scoring backend {backend} does not support tiling or a "
@@ -124,7 +118,7 @@ class Scorer:
             backend = self.path_choice.backend
         self.backend = backend
         self._run_small = self._make_runner(self.backend)
-        cal = precision.calibrations(self.meta).get(self.backend)
+        cal = self._calibrations.get(self.backend)
         if cal is not None:                   # a reduced path judges with its own threshold
             self.threshold = cal.threshold
         self.info = replace(self.info, scoring_path=self.path_choice.reason)
@@ -168,7 +162,7 @@ class Scorer:
     def _reduced_runner(self, backend: str):
         """A reduced-precision path, only with the model's calibration for it (its own map
         weights and threshold): uncalibrated, its scores would be off by a few per cent."""
-        cal = precision.calibrations(self.meta).get(backend)
+        cal = self._calibrations.get(backend)
         if cal is None:
             raise InspectError(
                 f"This model was not calibrated for the {backend} scoring path, so its scores "

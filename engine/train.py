@@ -571,10 +571,10 @@ def _train(cfg, images, progress, should_stop, resume_path, names=None) -> Train
     run.model.eval()
     hold = _HeldOut([images[i] for i in run.hold_idx], run.hold_x,
                     [run.layouts[i] for i in run.hold_idx] if run.layouts else None)
-    hold_scores, estimate, synthetic = _calibrate(run.model, run.cfg, hold, run.penalty_images,
-                                                  run.device, progress)
+    hold_scores, estimate, synthetic, paths = _calibrate(run.model, run.cfg, hold, run.penalty_images,
+                                                         run.device, progress)
     run.model.cpu()
-    meta = _metadata(run, hold_scores, estimate, synthetic, started)
+    meta = _metadata(run, hold_scores, estimate, synthetic, paths, started)
     meta["selected_step"] = selected
     meta["selection"] = run.selector.history if run.selector is not None else []
     progress(1.0, f"done: threshold {estimate.threshold:.4f}")
@@ -734,13 +734,14 @@ def _checkpoint(run: _Run, step: int) -> None:
                      run.fingerprint, run.losses, run.budget, run.selector)
 
 
-def _metadata(run: _Run, hold_scores, estimate: ThresholdEstimate, synthetic, started: float) -> dict:
+def _metadata(run: _Run, hold_scores, estimate: ThresholdEstimate, synthetic, paths: dict,
+              started: float) -> dict:
     """What the model file says about how it was made (a plain dict: the checkpoint rule)."""
     cfg = run.cfg
     return {
         "model_id": uuid.uuid4().hex[:12],
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        **_threshold_meta(cfg, hold_scores, estimate, synthetic),
+        **_threshold_meta(cfg, hold_scores, estimate, synthetic, paths),
         "n_train": len(run.train_idx), "n_holdout": len(run.hold_idx),
         "holdout_index": list(run.hold_idx),
         "teacher": run.teacher_source, "penalty": cfg.penalty,
@@ -767,12 +768,13 @@ class _Budget:
         take: held-out maps and scores and the synthetic defects, through T, S and A (about
         three teachers' work per image, the teacher's time measured on the statistics), and
         each reduced-precision path again (about a third of that per image, measured 0.2-0.35
-        of fp32 on the dev CPU, plus a few seconds to build its graph)."""
+        of fp32 on the dev CPU) with int8's one quantisation (2.5 s measured at 256 px, taken as growing with the area)."""
         if cfg.minutes is None:
             return cls(cfg, None)
         per_check = n_hold + 3 * cfg.synthetic_per_kind
         reserve = 3.0 * per_image_s * (2 * n_hold + 3 * cfg.synthetic_per_kind) + \
-            n_paths * (per_image_s * per_check + 3.0)
+            n_paths * per_image_s * per_check + \
+            (INT8_QUANTISE_S * (cfg.model.image_size / 256) ** 2 if n_paths else 0.0)
         return cls(cfg, max(1.0, cfg.minutes * 60.0 - (time.time() - started) - reserve))
 
     def used(self) -> float:
@@ -837,13 +839,11 @@ def _losses(model: EfficientAD, x_st, x_ae, x_pen, p_hard: float, bf16: bool):
 
 
 def _threshold_meta(cfg: TrainConfig, hold_scores: np.ndarray, estimate: ThresholdEstimate,
-                    synthetic) -> dict:
-    """What a model file says about its threshold (training and `calibrate` alike)."""
-    paths = {}
-    if isinstance(synthetic, _Checked):
-        synthetic, paths = synthetic.check, synthetic.paths
+                    synthetic, paths: dict | None = None) -> dict:
+    """What a model file says about its threshold (training and `calibrate` alike); `paths`:
+    the reduced-precision paths' entries (engine/precision.py)."""
     return {
-        **paths,
+        **(paths or {}),
         "threshold": estimate.threshold,
         "threshold_rule": rule_text(cfg.target_frr),
         "threshold_estimate": estimate.to_dict(),
@@ -865,7 +865,8 @@ class _HeldOut:
 def _calibrate(model: EfficientAD, cfg: TrainConfig, hold: _HeldOut, textures, device,
                progress: Progress):
     """Map quantiles and the threshold from the held-out good parts, then the synthetic
-    defect check -> (held-out scores, ThresholdEstimate, SyntheticCheck or None)."""
+    defect check, and the reduced-precision paths calibrated on the same parts ->
+    (held-out scores, ThresholdEstimate, SyntheticCheck or None, meta entries of the paths)."""
     if hold.layouts is None:
         m_st, m_ae = raw_holdout_maps(model, hold.views, device)
         set_map_quantiles(model, m_st, m_ae, cfg.q_a, cfg.q_b)
@@ -880,7 +881,7 @@ def _calibrate(model: EfficientAD, cfg: TrainConfig, hold: _HeldOut, textures, d
     hold_scores = score(hold.frames, hold.views, hold.layouts)
     estimate = estimate_threshold(hold_scores, cfg.target_frr, cfg.seed)
     if cfg.synthetic_per_kind <= 0:
-        return hold_scores, estimate, None
+        return hold_scores, estimate, None, {}
     progress(0.98, "checking the threshold on synthetic defects")
     from engine.synthetic import check_threshold, make_defects
     defects = make_defects(hold.frames, cfg.synthetic_per_kind, cfg.seed, textures,
@@ -893,23 +894,26 @@ def _calibrate(model: EfficientAD, cfg: TrainConfig, hold: _HeldOut, textures, d
     scores = score(frames, views, layouts)
     kinds = [d.kind for d in defects]
     synthetic = check_threshold(scores, kinds, estimate.threshold)
+    paths = {}
     if hold.layouts is None and cfg.reduced_paths and isinstance(model, EfficientAD):
-        synthetic = _with_paths(synthetic, model, cfg, hold.views, views, kinds, hold_scores,
-                                scores, device, progress)
-    return hold_scores, estimate, synthetic
+        paths = _calibrate_paths(synthetic, model, cfg, hold.views, views, kinds, hold_scores,
+                                 scores, device, progress)
+    return hold_scores, estimate, synthetic, paths
 
 
-def _with_paths(synthetic, model, cfg: TrainConfig, hold_views, defect_views, kinds,
-                hold_scores, defect_scores, device, progress):
+def _calibrate_paths(synthetic, model, cfg: TrainConfig, hold_views, defect_views, kinds,
+                     hold_scores, defect_scores, device, progress) -> dict:
     """The reduced-precision paths calibrated on the same held-out parts and synthetic
-    defects (engine/precision.py); their meta rides on the check -> `_threshold_meta`."""
+    defects (engine/precision.py) -> the meta entries "paths", "paths_reference"."""
     from engine import precision
     check = precision.CheckSet(hold_views.float() / 255, defect_views.float() / 255, tuple(kinds),
                                cfg.q_a, cfg.q_b, cfg.target_frr, cfg.seed)
     fp32_auroc = precision.heldout_auroc(np.asarray(hold_scores), np.asarray(defect_scores))
-    found = precision.calibrate_paths(model.eval(), device, check, fp32_auroc, progress,
-                                      fp32_missed=synthetic.missed)
-    return _Checked(synthetic, found)
+    return precision.calibrate_paths(model.eval(), device, check, fp32_auroc, progress,
+                                     fp32_missed=synthetic.missed)
+
+
+INT8_QUANTISE_S = 2.5
 
 
 def _reduced_paths_planned(run) -> int:
@@ -919,13 +923,6 @@ def _reduced_paths_planned(run) -> int:
         return 0
     from engine.precision import reduced_paths_here
     return len(reduced_paths_here(run.device))
-
-
-@dataclass(frozen=True, eq=False)
-class _Checked:
-    """The synthetic check and the paths calibrated with it."""
-    check: object                       # SyntheticCheck
-    paths: dict                         # meta entries "paths", "paths_reference"
 
 
 def recalibrate(model: EfficientAD, meta: dict, images: list[np.ndarray],
@@ -947,13 +944,13 @@ def recalibrate(model: EfficientAD, meta: dict, images: list[np.ndarray],
         raise InspectError(f"The model held out {meta['n_holdout']} of its good images; these "
                            f"{len(images)} images give {len(hold_idx)}: pass the folder it was trained from.")
     device = torch.device("cpu")
-    hold_scores, estimate, synthetic = _calibrate(model.eval(), cfg, hold, _load_penalty(cfg, progress),
-                                                  device, progress)
+    hold_scores, estimate, synthetic, paths = _calibrate(model.eval(), cfg, hold,
+                                                         _load_penalty(cfg, progress), device, progress)
     old = np.asarray(meta.get("holdout_scores", []), dtype=np.float64)
     if old.shape == hold_scores.shape and not np.allclose(old, hold_scores, rtol=0.02, atol=1e-3):
         progress(1.0, "WARNING: the held-out parts score differently than when the model was "
                       "trained: are these the images it was trained from?")
-    return {**meta, **_threshold_meta(cfg, hold_scores, estimate, synthetic),
+    return {**meta, **_threshold_meta(cfg, hold_scores, estimate, synthetic, paths),
             "recalibrated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
