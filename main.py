@@ -20,7 +20,7 @@ COMMANDS = {
     "grab": ("engine.camera.cli:grab_main", "save frames from a source"),
     "line": ("engine.line.runner:line_main", "run the line without a GUI: camera, scoring, log, OPC UA/Modbus/REST outputs"),
     "audit": ("app.audit_view:audit_main", "print the audit trail: who changed what, when (--since DAY)"),
-    "bench": (None, "benchmarks: score, camera, log, gui, pipeline, line"),
+    "bench": (None, "benchmarks: score, camera, log, gui, pipeline, line, gpu, curve"),
 }
 # bench target -> "module:function"
 BENCHES = {
@@ -31,6 +31,7 @@ BENCHES = {
     "pipeline": "app.bench_pipeline:main",         # needs Qt: stays in app/
     "line": "engine.bench.line:main",              # verdict -> OPC UA subscription / Modbus read
     "gpu": "engine.bench.gpu:main",                # every CUDA path, training, detection, live line
+    "curve": "engine.bench.curve:main",            # detection at snapshots of one training, and why
 }
 
 

