@@ -14,7 +14,7 @@ def test_the_curve_measures_each_snapshot_on_the_test_split(tmp_path, capsys):
     out = tmp_path / "rows.jsonl"
     rc = curve.main(["--data", str(tmp_path), "--category", "part", "--image-size", "64",
                      "--teacher", "random", "--penalty", "none", "--minutes", "0.01", "0.02",
-                     "--threads", "1", "--json", str(out)])
+                     "--threads", "1", "--json", str(out), "--save-dir", str(tmp_path / "m")])
     assert rc == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["category"] for r in rows] == ["part", "part"]
@@ -27,6 +27,9 @@ def test_the_curve_measures_each_snapshot_on_the_test_split(tmp_path, capsys):
         assert 0.0 <= r["false_reject_rate"] <= 1.0 and 0.0 <= r["miss_rate"] <= 1.0
     printed = capsys.readouterr().out
     assert "AUROC" in printed and printed.count("\n") >= 4
+    from engine.model import load_checkpoint
+    model, meta = load_checkpoint(tmp_path / "m" / "0.02min.pt")     # a model eval can read
+    assert meta["steps"] == rows[1]["steps"] and meta["threshold"] == rows[1]["threshold"]
 
 
 def test_a_row_reads_the_maps_the_way_the_app_scores():

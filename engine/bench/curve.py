@@ -34,6 +34,7 @@ import argparse
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -70,6 +71,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--fp32", action="store_true", help="train, calibrate and score in fp32")
     p.add_argument("--json", help="also write the rows to this file (JSON lines)")
+    p.add_argument("--save-dir", help="also write each snapshot as a model file here "
+                   "(M.pt per mark, calibrated: `eval --model` reads it)")
     return run_command(_bench, p.parse_args(argv))
 
 
@@ -96,7 +99,7 @@ def _bench(a: argparse.Namespace) -> int:
     print(f"{check.summary()} {len(good)} good training images; torch threads "
           f"{torch.get_num_threads()}", flush=True)
     print(_header(), flush=True)
-    for row in run_curve(cfg, good, test, marks, backbone):
+    for row in run_curve(cfg, good, test, marks, backbone, a.save_dir):
         print(_line(row), flush=True)
         if a.json:
             with open(a.json, "a") as f:
@@ -136,9 +139,10 @@ def _pixel_shape(hw: tuple[int, int]) -> tuple[int, int]:
 
 
 def run_curve(cfg, good: list[np.ndarray], test: TestSet, marks: list[float],
-              backbone: str | None = None):
+              backbone: str | None = None, save_dir: str | None = None):
     """Train, and at each mark (minutes of training time) yield that state's row;
-    `backbone`: that backbone's features are the teacher."""
+    `backbone`: that backbone's features are the teacher; `save_dir`: each snapshot's
+    model file goes there (a PDN teacher's only: the checkpoint format knows no other)."""
     from engine.train import _batch, _prepare, _restore_or_init, train_step
     started = time.time()
     run, _ = _prepare(cfg, good, None, None, lambda f, m: None)
@@ -158,9 +162,22 @@ def run_curve(cfg, good: list[np.ndarray], test: TestSet, marks: list[float],
         step += 1
         trained_s += time.time() - t0
         if trained_s >= marks[0] * 60:
+            row = {"minutes": round(trained_s / 60, 2), "steps": step, **snapshot(run, cfg, good, test)}
+            if save_dir and not backbone:
+                _save(run, cfg, row, Path(save_dir) / f"{marks[0]:g}min.pt")
             marks.pop(0)
-            yield {"minutes": round(trained_s / 60, 2), "steps": step,
-                   **snapshot(run, cfg, good, test)}
+            yield row
+
+
+def _save(run, cfg, row: dict, path: Path) -> None:
+    """The snapshot as a model file: the weights and the calibration `snapshot` set."""
+    from dataclasses import asdict
+    from engine.model import save_checkpoint
+    meta = {"threshold": row["threshold"], "steps": row["steps"], "minutes": row["minutes"],
+            "holdout_index": list(run.hold_idx), "n_holdout": len(run.hold_idx),
+            "train_config": asdict(cfg), "teacher": cfg.teacher, "bench_curve": row}
+    save_checkpoint(run.model, path, meta)
+    run.model.to(memory_format=torch.channels_last)
 
 
 @torch.no_grad()
