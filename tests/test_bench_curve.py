@@ -22,7 +22,7 @@ def test_the_curve_measures_each_snapshot_on_the_test_split(tmp_path, capsys):
     assert rows[1]["steps"] > rows[0]["steps"] >= 1
     for r in rows:
         for key in ("image_auroc", "auroc_st_half", "auroc_ae_half", "auroc_smoothed_max",
-                    "pixel_auroc", "au_pro"):
+                    "pixel_auroc", "au_pro", "heldout_auroc", "heldout_auroc_st", "heldout_auroc_ae"):
             assert 0.0 <= r[key] <= 1.0, key
         assert 0.0 <= r["false_reject_rate"] <= 1.0 and 0.0 <= r["miss_rate"] <= 1.0
     printed = capsys.readouterr().out

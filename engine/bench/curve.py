@@ -68,6 +68,7 @@ def main(argv: list[str]) -> int:
                    help="'default', a teacher file, 'random', or backbone:efficientnet-lite0|-lite2")
     p.add_argument("--penalty", default="default")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=1e-4, help="Adam's learning rate (the paper's 1e-4)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--fp32", action="store_true", help="train, calibrate and score in fp32")
     p.add_argument("--json", help="also write the rows to this file (JSON lines)")
@@ -90,7 +91,8 @@ def _bench(a: argparse.Namespace) -> int:
     check = check_category(a.data, a.category)
     backbone = a.teacher.split(":", 1)[1] if a.teacher.startswith("backbone:") else None
     cfg = TrainConfig(model=ModelConfig(size=a.size, image_size=a.image_size), steps=10 ** 9,
-                      teacher="random" if backbone else a.teacher, penalty=a.penalty, seed=a.seed, device="cpu",
+                      teacher="random" if backbone else a.teacher, penalty=a.penalty,
+                      seed=a.seed, device="cpu", lr=a.lr,
                       select_best=False, reduced_paths=False,
                       precision="fp32" if a.fp32 else "auto")
     skip = lambda path, msg: print(f"skipped {path}: {msg}", flush=True)
@@ -104,7 +106,7 @@ def _bench(a: argparse.Namespace) -> int:
         if a.json:
             with open(a.json, "a") as f:
                 f.write(json.dumps({"category": check.base.name, "teacher": a.teacher,
-                                    "seed": a.seed, **row}) + "\n")
+                                    "seed": a.seed, "lr": a.lr, **row}) + "\n")
     return 0
 
 
@@ -198,8 +200,29 @@ def snapshot(run, cfg, good: list[np.ndarray], test: TestSet) -> dict:
         parts = _parts(halves, test.views)                    # (N,2,s,s)
         pick = np.linspace(0, len(run.train_x) - 1, min(TRAIN_SAMPLE, len(run.train_x))).astype(int)
         train_scores = (_parts(halves, run.train_x[pick]).sum(1) + gamma).amax(dim=(1, 2))
-    return measure(parts, gamma, test, cfg.model.image_size, estimate.threshold,
-                   np.asarray(hold_scores), train_scores.double().numpy(), synthetic)
+        held_out = _held_out_separation(halves, run, cfg, hold.frames, synthetic)
+    return {**measure(parts, gamma, test, cfg.model.image_size, estimate.threshold,
+                      np.asarray(hold_scores), train_scores.double().numpy(), synthetic),
+            **held_out}
+
+
+def _held_out_separation(halves, run, cfg, hold_frames, synthetic) -> dict:
+    """What good parts alone could tell: AUROC of the synthetic check's defects against the
+    held-out good parts, for the whole map and for each half (training's own signals)."""
+    from engine.metrics import image_auroc
+    from engine.synthetic import make_defects
+    from engine.train import _min_defect_px, _views
+    if synthetic is None:
+        return {}
+    defects = make_defects(hold_frames, cfg.synthetic_per_kind, cfg.seed, run.penalty_images,
+                           min_side_px=_min_defect_px(cfg.model, hold_frames[0]))
+    bad = torch.stack([_views(d.image, None, cfg.model.image_size)[0] for d in defects])
+    good_p, bad_p = _parts(halves, run.hold_x), _parts(halves, bad)
+    labels = np.r_[np.zeros(len(good_p)), np.ones(len(bad_p))]
+    auc = lambda f: image_auroc(np.r_[f(good_p), f(bad_p)], labels)
+    return {"heldout_auroc": auc(lambda p: p.sum(1).amax(dim=(1, 2)).double().numpy()),
+            "heldout_auroc_st": auc(lambda p: p[:, 0].amax(dim=(1, 2)).double().numpy()),
+            "heldout_auroc_ae": auc(lambda p: p[:, 1].amax(dim=(1, 2)).double().numpy())}
 
 
 def _model_halves(model):
@@ -262,7 +285,8 @@ _COLUMNS = (("minutes", "min", "{:.1f}"), ("steps", "steps", "{}"), ("image_auro
             ("miss_rate", "miss", "{:.1%}"), ("synthetic_miss_rate", "synth.miss", "{:.1%}"),
             ("mean_score_train", "train", "{:.3f}"), ("mean_score_holdout", "held", "{:.3f}"),
             ("mean_score_test_good", "good", "{:.3f}"),
-            ("mean_score_test_defective", "defect", "{:.3f}"))
+            ("mean_score_test_defective", "defect", "{:.3f}"), ("heldout_auroc", "h.AUROC", "{:.3f}"),
+            ("heldout_auroc_st", "h.ST", "{:.3f}"), ("heldout_auroc_ae", "h.AE", "{:.3f}"))
 
 
 def _header() -> str:
@@ -270,4 +294,4 @@ def _header() -> str:
 
 
 def _line(row: dict) -> str:
-    return " ".join(f"{'n/a' if row[k] is None else fmt.format(row[k]):>9}" for k, _, fmt in _COLUMNS)
+    return " ".join(f"{'n/a' if row.get(k) is None else fmt.format(row[k]):>9}" for k, _, fmt in _COLUMNS)
