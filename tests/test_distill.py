@@ -43,6 +43,20 @@ def test_backbone_target_shape_and_fast_aggregation():
         torch.testing.assert_close(t, patch_target_reference(maps), atol=1e-4, rtol=1e-4)
 
 
+def test_lite2_gives_the_same_strides_from_its_own_wheel():
+    from engine.backbones import make_backbone
+    bb = make_backbone("efficientnet-lite2")
+    with torch.no_grad():
+        maps = bb(torch.rand(1, 3, 128, 128))
+    assert [tuple(m.shape[1:]) for m in maps] == [(288, 16, 16), (720, 8, 8)]
+
+
+def test_an_unknown_backbone_is_one_sentence():
+    from engine.backbones import make_backbone
+    with pytest.raises(InspectError, match="efficientnet-lite0, efficientnet-lite2 or wide_resnet101_2"):
+        make_backbone("efficientnet-lite9")
+
+
 def _images(folder: Path, k: int) -> Path:
     folder.mkdir()
     rng = np.random.default_rng(0)
