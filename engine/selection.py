@@ -26,6 +26,7 @@ class Selector:
     bad_x: torch.Tensor                      # (M,3,S,S) uint8 synthetic defects' views
     q_a: float = 0.9
     q_b: float = 0.995
+    bf16: bool = False                       # the checks in training's bf16 autocast
     history: list = field(default_factory=list)    # [step, separation, margin]
     best: tuple[float, float] | None = None
     best_step: int = -1
@@ -43,14 +44,18 @@ class Selector:
     @torch.no_grad()
     def check(self, model, step: int, device) -> float:
         """Score the held-out signal now; remember the state if it is the best so far."""
-        from engine.train import _holdout_scores, raw_holdout_maps, set_map_quantiles
+        from engine.train import raw_holdout_maps, set_map_quantiles
         was = model.student.training
         model.eval()
         saved = {k: getattr(model, k).clone() for k in ("q_st_a", "q_st_b", "q_ae_a", "q_ae_b")}
-        m_st, m_ae = raw_holdout_maps(model, self.good_x, device)
-        set_map_quantiles(model, m_st, m_ae, self.q_a, self.q_b)
-        good = _holdout_scores(model, self.good_x, device)
-        bad = _holdout_scores(model, self.bad_x, device)
+        # The checks count against a time budget: one pass of each image through the
+        # networks (the good parts' raw maps give their quantiles and their scores alike),
+        # in training's precision.
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            m_st, m_ae = raw_holdout_maps(model, self.good_x, device)
+            set_map_quantiles(model, m_st, m_ae, self.q_a, self.q_b)
+            good = _scores(model, m_st, m_ae)
+            bad = _scores(model, *raw_holdout_maps(model, self.bad_x, device))
         for k, v in saved.items():                    # calibration sets them for real later
             getattr(model, k).copy_(v)
         if was:
@@ -104,6 +109,16 @@ class Selector:
         return self.best_step
 
 
+def _scores(model, m_st: np.ndarray, m_ae: np.ndarray) -> np.ndarray:
+    """Image scores from raw map halves (N,1,s,s), as the scorer makes them: combined with
+    the model's quantiles, resized to the input, maximum."""
+    from engine.model import map_to_image
+    s = model.config.image_size
+    dev = model.q_st_a.device
+    combined = model.combine(torch.from_numpy(m_st).to(dev), torch.from_numpy(m_ae).to(dev))
+    return map_to_image(combined, s, (s, s)).amax(dim=(1, 2, 3)).double().cpu().numpy()
+
+
 def separation(good: np.ndarray, bad: np.ndarray) -> tuple[float, float]:
     """(AUROC of bad against good scores, mean margin of bad over good's maximum)."""
     from engine.metrics import auroc
@@ -116,7 +131,7 @@ def separation(good: np.ndarray, bad: np.ndarray) -> tuple[float, float]:
 
 
 def make_selector(cfg, hold_frames: list[np.ndarray], hold_x: torch.Tensor, textures,
-                  views, min_side_px: float = 0.0) -> Selector | None:
+                  views, min_side_px: float = 0.0, bf16: bool = False) -> Selector | None:
     """A selector for a run without a layout (tiles/ROI: the last state is kept), or None.
     `views(frame) -> (3,S,S) uint8` is training's own view of a frame."""
     from engine.synthetic import make_defects
@@ -124,4 +139,4 @@ def make_selector(cfg, hold_frames: list[np.ndarray], hold_x: torch.Tensor, text
         return None
     defects = make_defects(hold_frames, PER_KIND, cfg.seed + 1, textures, min_side_px=min_side_px)
     bad_x = torch.stack([views(d.image) for d in defects])
-    return Selector(hold_x, bad_x, cfg.q_a, cfg.q_b)
+    return Selector(hold_x, bad_x, cfg.q_a, cfg.q_b, bf16)

@@ -559,7 +559,7 @@ def _train(cfg, images, progress, should_stop, resume_path, names=None) -> Train
     hold_frames = [images[i] for i in run.hold_idx]
     run.selector = make_selector(run.cfg, hold_frames, run.hold_x, run.penalty_images,
                                  lambda im: _views(im, None, s)[0],
-                                 _min_defect_px(run.cfg.model, hold_frames[0]))
+                                 _min_defect_px(run.cfg.model, hold_frames[0]), run.bf16)
     _restore_or_init(run, state, started, progress)
     del state                                 # a second copy of every weight
     _steps(run, should_stop, progress)
