@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from engine.errors import InspectError
-from engine.model import IMAGENET_MEAN, IMAGENET_STD
+from engine.model import IMAGENET_MEAN, IMAGENET_STD, pdn_output_size
 
 BACKBONE_INPUT = 512        # backbone sees 512×512 -> stride 8 gives the 64×64 target grid
 # Default EfficientNet-Lite0 stages, chosen by the probe in resources/teachers/README.md:
@@ -200,6 +200,13 @@ class PatchTarget(nn.Module):
             w = p2[:, k * layer_dim:(k + 1) * layer_dim] @ _pool_matrix(c * 9, layer_dim)
             self.register_buffer(f"w{k}", w.reshape(out_channels, c, 3, 3).float())
 
+    @classmethod
+    def for_backbone(cls, backbone: Backbone, out_channels: int = 384) -> "PatchTarget":
+        """The aggregation for this backbone's two maps (their channels read off a tiny pass)."""
+        with torch.no_grad():
+            chans = tuple(m.shape[1] for m in backbone(torch.zeros(1, 3, 64, 64)))
+        return cls(chans, out_channels)
+
     def forward(self, maps: list[torch.Tensor]) -> torch.Tensor:
         a = F.conv2d(maps[0].float(), self.w0, padding=1)                 # (B,384,H,W)
         b = F.conv2d(maps[1].float(), self.w1, padding=1)                 # (B,384,H/2,W/2)
@@ -212,18 +219,14 @@ class BackboneTeacher(nn.Module):
     ImageNet-normalised (B,3,S,S) -> (B,384,s,s), s = the unpadded PDN map side: the image is
     upsampled to 2S (512 for the usual 256: the backbone's stride 8 then gives the PDN's
     S/4 grid), PatchCore-aggregated as in distillation, and cut to the cells an unpadded
-    PDN output covers (`BORDER` cells off each side: distillation trains the PDN on exactly
+    PDN output covers (the border cells off each side: distillation trains the PDN on exactly
     these). Frozen; the student and autoencoder learn it as they would a PDN teacher.
     """
-
-    BORDER = 4
 
     def __init__(self, name: str = "efficientnet-lite0", out_channels: int = 384):
         super().__init__()
         self.backbone = make_backbone(name)
-        with torch.no_grad():
-            chans = tuple(m.shape[1] for m in self.backbone(torch.zeros(1, 3, 64, 64)))
-        self.aggregate = PatchTarget(chans, out_channels)
+        self.aggregate = PatchTarget.for_backbone(self.backbone, out_channels)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
         self.requires_grad_(False)
@@ -233,5 +236,5 @@ class BackboneTeacher(nn.Module):
         rgb01 = x * self.std + self.mean                                    # (B,3,S,S)
         big = F.interpolate(rgb01, scale_factor=2, mode="bilinear", align_corners=False)
         t = self.aggregate(self.backbone(big))                              # (B,384,S/4,S/4)
-        b = self.BORDER
+        b = (t.shape[-1] - pdn_output_size(x.shape[-1])) // 2               # 4 cells
         return t[:, :, b:-b, b:-b]

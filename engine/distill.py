@@ -111,9 +111,7 @@ class TargetMaker:
 
     def __init__(self, cfg: DistillConfig):
         self.backbone = make_backbone(cfg.backbone, cfg.backbone_weights)
-        with torch.no_grad():
-            chans = tuple(m.shape[1] for m in self.backbone(torch.zeros(1, 3, 64, 64)))
-        self.aggregate = PatchTarget(chans, TEACHER_CHANNELS)
+        self.aggregate = PatchTarget.for_backbone(self.backbone, TEACHER_CHANNELS)
         self.bf16 = cfg.bf16
 
     @torch.no_grad()

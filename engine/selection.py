@@ -44,7 +44,7 @@ class Selector:
     @torch.no_grad()
     def check(self, model, step: int, device) -> float:
         """Score the held-out signal now; remember the state if it is the best so far."""
-        from engine.train import raw_holdout_maps, set_map_quantiles
+        from engine.train import raw_holdout_maps, scores_from_maps, set_map_quantiles
         was = model.student.training
         model.eval()
         saved = {k: getattr(model, k).clone() for k in ("q_st_a", "q_st_b", "q_ae_a", "q_ae_b")}
@@ -54,8 +54,8 @@ class Selector:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
             m_st, m_ae = raw_holdout_maps(model, self.good_x, device)
             set_map_quantiles(model, m_st, m_ae, self.q_a, self.q_b)
-            good = _scores(model, m_st, m_ae)
-            bad = _scores(model, *raw_holdout_maps(model, self.bad_x, device))
+            good = scores_from_maps(model, m_st, m_ae)
+            bad = scores_from_maps(model, *raw_holdout_maps(model, self.bad_x, device))
         for k, v in saved.items():                    # calibration sets them for real later
             getattr(model, k).copy_(v)
         if was:
@@ -107,16 +107,6 @@ class Selector:
             return last_step
         model.load_state_dict(self.best_state, strict=False)
         return self.best_step
-
-
-def _scores(model, m_st: np.ndarray, m_ae: np.ndarray) -> np.ndarray:
-    """Image scores from raw map halves (N,1,s,s), as the scorer makes them: combined with
-    the model's quantiles, resized to the input, maximum."""
-    from engine.model import map_to_image
-    s = model.config.image_size
-    dev = model.q_st_a.device
-    combined = model.combine(torch.from_numpy(m_st).to(dev), torch.from_numpy(m_ae).to(dev))
-    return map_to_image(combined, s, (s, s)).amax(dim=(1, 2, 3)).double().cpu().numpy()
 
 
 def separation(good: np.ndarray, bad: np.ndarray) -> tuple[float, float]:

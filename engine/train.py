@@ -267,6 +267,16 @@ def raw_holdout_maps(model: EfficientAD, hold_x: torch.Tensor, device) -> tuple[
     return np.concatenate(st), np.concatenate(ae)
 
 
+def scores_from_maps(model: EfficientAD, m_st: np.ndarray, m_ae: np.ndarray) -> np.ndarray:
+    """Image scores from raw map halves (N,1,s,s) as the scorer makes them (combined with the
+    model's quantiles, resized to the input, maximum): the images that gave the quantiles
+    need no second pass through the networks."""
+    s = model.config.image_size
+    dev = model.q_st_a.device
+    combined = model.combine(torch.from_numpy(m_st).to(dev), torch.from_numpy(m_ae).to(dev))
+    return map_to_image(combined, s, (s, s)).amax(dim=(1, 2, 3)).double().cpu().numpy()
+
+
 @torch.no_grad()
 def _holdout_scores(model: EfficientAD, hold_x: torch.Tensor, device) -> np.ndarray:
     scores = []
@@ -873,7 +883,8 @@ def _calibrate(model: EfficientAD, cfg: TrainConfig, hold: _HeldOut, textures, d
         for m in (model, fast):         # the copy scores with them too (may be model itself)
             set_map_quantiles(m, m_st, m_ae, cfg.q_a, cfg.q_b)
         score = lambda frames, views, layouts: _layout_holdout_scores(fast, layouts, frames, device)
-    hold_scores = score(hold.frames, hold.views, hold.layouts)
+    hold_scores = (scores_from_maps(model, m_st, m_ae) if hold.layouts is None
+                   else score(hold.frames, hold.views, hold.layouts))
     estimate = estimate_threshold(hold_scores, cfg.target_frr, cfg.seed)
     if cfg.synthetic_per_kind <= 0:
         return hold_scores, estimate, None, {}

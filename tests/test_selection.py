@@ -75,16 +75,15 @@ def test_a_resume_file_carries_the_best_state_and_a_damaged_one_is_one_sentence(
 
 
 def test_one_pass_scores_equal_the_scorers():
-    """The check scores the good parts from the raw maps that gave their quantiles (one pass
-    through the networks): the same numbers as scoring them again."""
+    """The check (and calibration) scores the good parts from the raw maps that gave their
+    quantiles (one pass through the networks): the same numbers as scoring them again."""
     from engine.model import EfficientAD, ModelConfig
-    from engine.selection import _scores
-    from engine.train import _holdout_scores, raw_holdout_maps, set_map_quantiles
+    from engine.train import _holdout_scores, raw_holdout_maps, scores_from_maps, set_map_quantiles
     torch.manual_seed(0)
     model = EfficientAD(ModelConfig(image_size=64)).eval()
     x = torch.randint(0, 256, (5, 3, 64, 64), dtype=torch.uint8)
     with torch.no_grad():
         m_st, m_ae = raw_holdout_maps(model, x, torch.device("cpu"))
         set_map_quantiles(model, m_st, m_ae, 0.9, 0.995)
-        np.testing.assert_allclose(_scores(model, m_st, m_ae),
+        np.testing.assert_allclose(scores_from_maps(model, m_st, m_ae),
                                    _holdout_scores(model, x, torch.device("cpu")), rtol=1e-5)

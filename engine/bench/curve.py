@@ -39,7 +39,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from engine.errors import InspectError, run_command
 from engine.vocabulary import MODEL_SIZES
@@ -113,7 +112,7 @@ def _bench(a: argparse.Namespace) -> int:
 def load_test(check, image_size: int, skip) -> TestSet:
     from engine.data import load_rgb
     from engine.evaluate import load_mask_any
-    from engine.preprocess import frames_to_tensor
+    from engine.train import _views
     pixel = set(check.types_with_masks) | {"good"}
     views, types, shapes, masks = [], [], [], []
     for item in check.items:
@@ -122,7 +121,7 @@ def load_test(check, image_size: int, skip) -> TestSet:
         except InspectError as e:
             skip(item.path, str(e))
             continue
-        views.append((frames_to_tensor([rgb], image_size, torch.device("cpu"))[0] * 255).round().to(torch.uint8))
+        views.append(_views(rgb, None, image_size)[0])                  # training's own view
         types.append(item.defect_type)
         hw = _pixel_shape(rgb.shape[:2])
         shapes.append(hw)
@@ -153,10 +152,8 @@ def run_curve(cfg, good: list[np.ndarray], test: TestSet, marks: list[float],
         run.model.teacher = BackboneTeacher(backbone, cfg.model.out_channels).to(run.device)
     _restore_or_init(run, None, started, lambda f, m: None)
     trained_s, step, marks = time.time() - started, 0, list(marks)
+    _training_mode(run.model)
     while marks:
-        run.model.teacher.eval()
-        run.model.student.train()
-        run.model.autoencoder.train()
         t0 = time.time()
         batch = _batch(run.model, run.train_x, run.train_scaled, run.penalty_images,
                        cfg.model.image_size, run.gen, run.device, cfg.batch_size)
@@ -168,7 +165,14 @@ def run_curve(cfg, good: list[np.ndarray], test: TestSet, marks: list[float],
             if save_dir and not backbone:
                 _save(run, cfg, row, Path(save_dir) / f"{marks[0]:g}min.pt")
             marks.pop(0)
+            _training_mode(run.model)                  # snapshot() left it in eval mode
             yield row
+
+
+def _training_mode(model) -> None:
+    model.teacher.eval()
+    model.student.train()
+    model.autoencoder.train()
 
 
 def _save(run, cfg, row: dict, path: Path) -> None:
@@ -179,7 +183,6 @@ def _save(run, cfg, row: dict, path: Path) -> None:
             "holdout_index": list(run.hold_idx), "n_holdout": len(run.hold_idx),
             "train_config": asdict(cfg), "teacher": cfg.teacher, "bench_curve": row}
     save_checkpoint(run.model, path, meta)
-    run.model.to(memory_format=torch.channels_last)
 
 
 @torch.no_grad()
@@ -200,16 +203,17 @@ def snapshot(run, cfg, good: list[np.ndarray], test: TestSet) -> dict:
         parts = _parts(halves, test.views)                    # (N,2,s,s)
         pick = np.linspace(0, len(run.train_x) - 1, min(TRAIN_SAMPLE, len(run.train_x))).astype(int)
         train_scores = (_parts(halves, run.train_x[pick]).sum(1) + gamma).amax(dim=(1, 2))
-        held_out = _held_out_separation(halves, run, cfg, hold.frames, synthetic)
+        held_out = _held_out_separation(halves, run, cfg, hold.frames, hold_scores, synthetic)
     return {**measure(parts, gamma, test, cfg.model.image_size, estimate.threshold,
                       np.asarray(hold_scores), train_scores.double().numpy(), synthetic),
             **held_out}
 
 
-def _held_out_separation(halves, run, cfg, hold_frames, synthetic) -> dict:
+def _held_out_separation(halves, run, cfg, hold_frames, hold_scores, synthetic) -> dict:
     """What good parts alone could tell: AUROC of the synthetic check's defects against the
-    held-out good parts, for the whole map and for each half (training's own signals)."""
-    from engine.metrics import image_auroc
+    held-out good parts, for the whole map (the calibration's own scores) and for each half
+    (the check's defects made again: calibration keeps their scores, not their pictures)."""
+    from engine.precision import heldout_auroc
     from engine.synthetic import make_defects
     from engine.train import _min_defect_px, _views
     if synthetic is None:
@@ -218,11 +222,10 @@ def _held_out_separation(halves, run, cfg, hold_frames, synthetic) -> dict:
                            min_side_px=_min_defect_px(cfg.model, hold_frames[0]))
     bad = torch.stack([_views(d.image, None, cfg.model.image_size)[0] for d in defects])
     good_p, bad_p = _parts(halves, run.hold_x), _parts(halves, bad)
-    labels = np.r_[np.zeros(len(good_p)), np.ones(len(bad_p))]
-    auc = lambda f: image_auroc(np.r_[f(good_p), f(bad_p)], labels)
-    return {"heldout_auroc": auc(lambda p: p.sum(1).amax(dim=(1, 2)).double().numpy()),
-            "heldout_auroc_st": auc(lambda p: p[:, 0].amax(dim=(1, 2)).double().numpy()),
-            "heldout_auroc_ae": auc(lambda p: p[:, 1].amax(dim=(1, 2)).double().numpy())}
+    half = lambda p, k: p[:, k].amax(dim=(1, 2)).double().numpy()
+    return {"heldout_auroc": heldout_auroc(np.asarray(hold_scores), np.asarray(synthetic.scores)),
+            "heldout_auroc_st": heldout_auroc(half(good_p, 0), half(bad_p, 0)),
+            "heldout_auroc_ae": heldout_auroc(half(good_p, 1), half(bad_p, 1))}
 
 
 def _model_halves(model):
