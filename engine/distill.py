@@ -15,6 +15,7 @@ views (augment -> backbone -> target) and draws its crops from the whole pool.
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -52,7 +53,13 @@ class DistillConfig:
     refresh: int = 1                     # views replaced per step
     stat_views: int = 1000               # views for the target's per-channel mean/std
     holdout_every: int = 20              # every k-th image (sorted) is never trained on
-    lr: float = 1e-4
+    lr: float = 1e-4                     # the paper's constant rate; the peak for "cosine"
+    # "constant" (the paper's) or "cosine": linear warm-up over `warmup` steps, then a cosine
+    # decay to lr·lr_floor at the end of the budget (steps, or --minutes if that ends first),
+    # so a run of any length ends on small steps instead of the last noisy ones.
+    schedule: str = "constant"
+    warmup: int = 0
+    lr_floor: float = 0.01
     weight_decay: float = 1e-5
     bf16: bool = True                    # autocast (backbone + PDN); loss and Adam in fp32
     checkpoint_minutes: float = 10.0
@@ -67,6 +74,20 @@ class DistillConfig:
 
 class DistillStopped(Exception):
     pass
+
+
+SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate(cfg: DistillConfig, step: int, fraction: float) -> float:
+    """The rate for optimiser step `step` (0-based); `fraction`: how much of the budget is
+    spent (steps or minutes, whichever is further), which places the cosine decay."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    if cfg.schedule == "constant":
+        return cfg.lr
+    floor = cfg.lr * cfg.lr_floor
+    return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, fraction)))
 
 
 # -- data ---------------------------------------------------------------------------------
@@ -213,6 +234,9 @@ def distill(cfg: DistillConfig, progress: Callable[[float, str], None] = lambda 
     """
     if cfg.size not in MODEL_SIZES:
         raise InspectError(f"PDN size must be {spoken(MODEL_SIZES, quoted=True)}, not {cfg.size!r}.")
+    if cfg.schedule not in SCHEDULES:
+        raise InspectError(f"The learning-rate schedule must be {spoken(SCHEDULES, quoted=True)}, "
+                           f"not {cfg.schedule!r}.")
     if max_offset(cfg.crop_out) < 0:
         raise InspectError(f"--crop-out {cfg.crop_out} is too large for a 256-px view (at most 48).")
     train_paths, held = split_images(cfg.images, cfg.holdout_every)
@@ -306,16 +330,14 @@ class _Distillation:
                 raise DistillStopped(f"stopped at step {state['step']}")
             idx = random.sample(range(cfg.pool_views), cfg.refresh)
             images[idx], targets[idx] = self.new_views(cfg.refresh)
+            self._set_lr(learning_rate(cfg, state["step"], self._spent()))
             window.append(self._step(images, targets))
             state["step"] += 1
             state["seconds"] = time.time() - started
             if len(window) == 100 or state["step"] == cfg.steps:
                 state["history"].append((state["step"], state["seconds"], sum(window) / len(window)))
                 window = []
-            frac = state["step"] / cfg.steps
-            if cfg.minutes:
-                frac = max(frac, state["seconds"] / (60 * cfg.minutes))
-            progress(frac, f"step {state['step']} loss "
+            progress(self._spent(), f"step {state['step']} loss "
                            f"{window[-1] if window else state['history'][-1][2]:.4f}")
             if time.time() - last_save > 60 * cfg.checkpoint_minutes:
                 self.save()
@@ -324,6 +346,18 @@ class _Distillation:
                 break
         if window:
             state["history"].append((state["step"], state["seconds"], sum(window) / len(window)))
+
+    def _spent(self) -> float:
+        """Fraction of the budget used: steps, or training time when --minutes is set."""
+        frac = self.state["step"] / self.cfg.steps
+        if self.cfg.minutes:
+            frac = max(frac, self.state["seconds"] / (60 * self.cfg.minutes))
+        return frac
+
+    def _set_lr(self, lr: float) -> None:
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        self.state["lr"] = lr
 
     def _step(self, images: torch.Tensor, targets: torch.Tensor) -> float:
         """One optimiser step on a batch of crops drawn from the whole pool; its loss."""
@@ -447,6 +481,11 @@ def main(argv: list[str]) -> int:
         p.add_argument("--backbone-weights", default=None, help="ImageNet weights file for the backbone")
         p.add_argument("--steps", type=int, default=DistillConfig.steps)
         p.add_argument("--minutes", type=float, default=0.0, help="stop after this much training time")
+        p.add_argument("--lr", type=float, default=DistillConfig.lr,
+                       help="learning rate (the peak for --schedule cosine)")
+        p.add_argument("--schedule", choices=SCHEDULES, default=DistillConfig.schedule)
+        p.add_argument("--warmup", type=int, default=DistillConfig.warmup,
+                       help="steps of linear warm-up to --lr")
         p.add_argument("--crop-out", type=int, default=DistillConfig.crop_out)
         p.add_argument("--batch", type=int, default=DistillConfig.batch)
         p.add_argument("--pool-views", type=int, default=DistillConfig.pool_views)
@@ -483,6 +522,7 @@ def main(argv: list[str]) -> int:
             raise InspectError("Pass --images FOLDER with natural photos to distil from.")
         cfg = DistillConfig(images=a.images, work_dir=work, out=a.out, size=a.size, backbone=a.backbone,
                             backbone_weights=a.backbone_weights, steps=a.steps, minutes=a.minutes,
+                            lr=a.lr, schedule=a.schedule, warmup=a.warmup,
                             crop_out=a.crop_out, batch=a.batch, pool_views=a.pool_views,
                             stat_views=a.stat_views, checkpoint_minutes=a.checkpoint_minutes,
                             bf16=not a.fp32, seed=a.seed, init=a.init)

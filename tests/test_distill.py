@@ -116,3 +116,32 @@ def test_a_run_can_start_from_a_teacher_file_and_a_bad_checkpoint_is_one_sentenc
         distill(DistillConfig(**{**cfg.__dict__, "steps": 2}))
     with pytest.raises(InspectError, match="not a distillation checkpoint"):
         export_teacher(tmp_path / "w" / "checkpoint.pt", tmp_path / "t.pth")
+
+
+def test_the_cosine_schedule_warms_up_decays_to_its_floor_and_drives_the_optimiser(tmp_path):
+    """--schedule cosine: linear warm-up, then from the peak down to lr·lr_floor at the end of
+    the budget; "constant" stays at lr after its warm-up. A run's optimiser uses the rate the
+    schedule gives for its last step (kept in the checkpoint, so a resume carries on)."""
+    from engine.distill import learning_rate
+    cos = DistillConfig(images="x", lr=1e-3, schedule="cosine", warmup=10, lr_floor=0.01)
+    assert learning_rate(cos, 0, 0.0) == pytest.approx(1e-4)          # 1/10 of the way up
+    assert learning_rate(cos, 9, 0.01) == pytest.approx(1e-3)
+    rates = [learning_rate(cos, s, s / 100) for s in range(10, 101)]
+    assert all(a >= b for a, b in zip(rates, rates[1:]))              # never rises after warm-up
+    assert rates[-1] == pytest.approx(1e-5)                            # the floor at the end
+    assert learning_rate(cos, 55, 0.5) == pytest.approx(1e-5 + (1e-3 - 1e-5) / 2)
+    const = DistillConfig(images="x", lr=1e-3)
+    assert learning_rate(const, 0, 0.0) == learning_rate(const, 99, 0.99) == 1e-3
+
+    torch.set_num_threads(1)
+    imgs = _images(tmp_path / "imgs", 5)
+    cfg = DistillConfig(images=str(imgs), work_dir=str(tmp_path / "w"), steps=4, crop_out=4,
+                        batch=2, pool_views=2, stat_views=2, holdout_every=5, lr=1e-3,
+                        schedule="cosine")
+    distill(cfg)
+    ck = torch.load(tmp_path / "w" / "checkpoint.pt", weights_only=True)
+    expected = learning_rate(cfg, 3, 3 / 4)
+    assert ck["state"]["lr"] == pytest.approx(expected) and expected < 1e-3
+    assert ck["opt"]["param_groups"][0]["lr"] == pytest.approx(expected)
+    with pytest.raises(InspectError, match="schedule must be"):
+        distill(DistillConfig(**{**cfg.__dict__, "schedule": "step"}))
