@@ -22,7 +22,8 @@ def test_the_curve_measures_each_snapshot_on_the_test_split(tmp_path, capsys):
     assert rows[1]["steps"] > rows[0]["steps"] >= 1
     for r in rows:
         for key in ("image_auroc", "auroc_st_half", "auroc_ae_half", "auroc_smoothed_max",
-                    "pixel_auroc", "au_pro", "heldout_auroc", "heldout_auroc_st", "heldout_auroc_ae"):
+                    "pixel_auroc", "au_pro", "heldout_auroc", "heldout_auroc_st", "heldout_auroc_ae",
+                    "auroc_balanced", "heldout_auroc_balanced"):
             assert 0.0 <= r[key] <= 1.0, key
         assert 0.0 <= r["false_reject_rate"] <= 1.0 and 0.0 <= r["miss_rate"] <= 1.0
     printed = capsys.readouterr().out
@@ -49,6 +50,24 @@ def test_a_row_reads_the_maps_the_way_the_app_scores():
     assert row["mean_score_test_defective"] == pytest.approx(0.9)
     assert row["false_reject_rate"] == 0.0 and row["miss_rate"] == 0.0
     assert row["synthetic_miss_rate"] == 0.25
+
+
+def test_the_balanced_score_weights_down_the_half_that_scatters_on_good_parts():
+    """Held-out good parts: the AE half's maxima scatter 4x as much as the ST half's, so it
+    gets a quarter of the ST half's weight. On the test images below the AE half puts its
+    maximum on a good part, and the ST half ranks right: equal weights rank the good part
+    first, balanced ones do not."""
+    hold = torch.zeros(6, 2, 4, 4)
+    hold[:, 0, 0, 0] = torch.tensor([1.0, 1.1, 0.9, 1.0, 1.1, 0.9])
+    hold[:, 1, 0, 0] = torch.tensor([1.0, 1.4, 0.6, 1.0, 1.4, 0.6])
+    w_st, w_ae = curve.balanced_weights(hold)
+    assert w_ae / w_st == pytest.approx(0.25) and (w_st + w_ae) / 2 == pytest.approx(1.0)
+    parts = torch.zeros(2, 2, 4, 4)
+    parts[0, 1, 1, 1] = 2.0                     # good part: a hot AE cell
+    parts[1, 0, 2, 2] = 1.5                     # defect: a hot ST cell
+    assert list(curve._weighted_max(parts, (1.0, 1.0))) == [2.0, 1.5]
+    scores = curve._weighted_max(parts, (w_st, w_ae))
+    assert scores[1] > scores[0]
 
 
 def test_the_model_halves_equal_the_folded_ones():

@@ -16,7 +16,9 @@ README, "Scoring speed"), `--fp32` for the exact path. Each snapshot reports:
                  decide); pixel AUROC and AU-PRO (maps and masks at most 512 px on their
                  long side); mean image score of training, held-out, good test and defective
                  test images (how far the student has learnt its own training images
-                 beyond the good parts it has not seen)
+                 beyond the good parts it has not seen); "balanced": the image AUROC with
+                 each half weighted by the inverse spread of its image maximum over the
+                 held-out good parts (`balanced_weights`), and that weight ratio
   rates          false rejects and misses at the default threshold, next to the synthetic
                  defects it misses
 
@@ -203,13 +205,27 @@ def snapshot(run, cfg, good: list[np.ndarray], test: TestSet) -> dict:
         parts = _parts(halves, test.views)                    # (N,2,s,s)
         pick = np.linspace(0, len(run.train_x) - 1, min(TRAIN_SAMPLE, len(run.train_x))).astype(int)
         train_scores = (_parts(halves, run.train_x[pick]).sum(1) + gamma).amax(dim=(1, 2))
-        held_out = _held_out_separation(halves, run, cfg, hold.frames, hold_scores, synthetic)
+        hold_parts = _parts(halves, run.hold_x)               # (H,2,s,s)
+        weights = balanced_weights(hold_parts)
+        held_out = _held_out_separation(halves, run, cfg, hold.frames, hold_scores, synthetic,
+                                        hold_parts, weights)
     return {**measure(parts, gamma, test, cfg.model.image_size, estimate.threshold,
-                      np.asarray(hold_scores), train_scores.double().numpy(), synthetic),
+                      np.asarray(hold_scores), train_scores.double().numpy(), synthetic, weights),
             **held_out}
 
 
-def _held_out_separation(halves, run, cfg, hold_frames, hold_scores, synthetic) -> dict:
+def balanced_weights(hold_parts: torch.Tensor) -> tuple[float, float]:
+    """Weights for the ST and AE halves (mean 1) that give each the same spread of its image
+    maximum over the held-out good parts: a half whose maxima on good parts scatter (an
+    autoencoder that has not settled) counts for less in the image score, a steady one for
+    more. Good parts only; a diagnostic here, measured beside the app's equal weights."""
+    spread = hold_parts.amax(dim=(2, 3)).double().std(0).clamp_min(1e-9)   # (2,)
+    w = (1.0 / spread) / (1.0 / spread).mean()
+    return float(w[0]), float(w[1])
+
+
+def _held_out_separation(halves, run, cfg, hold_frames, hold_scores, synthetic,
+                         good_p: torch.Tensor, weights: tuple[float, float]) -> dict:
     """What good parts alone could tell: AUROC of the synthetic check's defects against the
     held-out good parts, for the whole map (the calibration's own scores) and for each half
     (the check's defects made again: calibration keeps their scores, not their pictures)."""
@@ -221,11 +237,19 @@ def _held_out_separation(halves, run, cfg, hold_frames, hold_scores, synthetic) 
     defects = make_defects(hold_frames, cfg.synthetic_per_kind, cfg.seed, run.penalty_images,
                            min_side_px=_min_defect_px(cfg.model, hold_frames[0]))
     bad = torch.stack([_views(d.image, None, cfg.model.image_size)[0] for d in defects])
-    good_p, bad_p = _parts(halves, run.hold_x), _parts(halves, bad)
+    bad_p = _parts(halves, bad)
     half = lambda p, k: p[:, k].amax(dim=(1, 2)).double().numpy()
     return {"heldout_auroc": heldout_auroc(np.asarray(hold_scores), np.asarray(synthetic.scores)),
             "heldout_auroc_st": heldout_auroc(half(good_p, 0), half(bad_p, 0)),
-            "heldout_auroc_ae": heldout_auroc(half(good_p, 1), half(bad_p, 1))}
+            "heldout_auroc_ae": heldout_auroc(half(good_p, 1), half(bad_p, 1)),
+            "heldout_auroc_balanced": heldout_auroc(_weighted_max(good_p, weights),
+                                                    _weighted_max(bad_p, weights))}
+
+
+def _weighted_max(parts: torch.Tensor, weights: tuple[float, float]) -> np.ndarray:
+    """(N,2,s,s) -> (N,) the maximum of w_st·ST + w_ae·AE (the offset γ changes no ranking)."""
+    w = torch.tensor(weights, dtype=parts.dtype).view(1, 2, 1, 1)
+    return (parts * w).sum(1).amax(dim=(1, 2)).double().numpy()
 
 
 def _model_halves(model):
@@ -248,7 +272,8 @@ def _parts(halves, views: torch.Tensor, batch: int = 8) -> torch.Tensor:
 
 
 def measure(parts: torch.Tensor, gamma: float, test: TestSet, image_size: int, threshold: float,
-            hold_scores: np.ndarray, train_scores: np.ndarray, synthetic) -> dict:
+            hold_scores: np.ndarray, train_scores: np.ndarray, synthetic,
+            weights: tuple[float, float] = (1.0, 1.0)) -> dict:
     """One snapshot's row from the test split's map halves (N,2,s,s), as calibrated."""
     from engine.metrics import au_pro, image_auroc, pixel_auroc
     from engine.model import map_to_image
@@ -268,6 +293,8 @@ def measure(parts: torch.Tensor, gamma: float, test: TestSet, image_size: int, t
         "auroc_st_half": image_auroc(parts[:, 0].amax(dim=(1, 2)).double().numpy(), labels),
         "auroc_ae_half": image_auroc(parts[:, 1].amax(dim=(1, 2)).double().numpy(), labels),
         "auroc_smoothed_max": image_auroc(smooth, labels),
+        "auroc_balanced": image_auroc(_weighted_max(parts, weights), labels),
+        "balanced_weight_ae": weights[1] / weights[0],
         "pixel_auroc": pixel_auroc(maps, masks) if has_pixels else None,
         "au_pro": au_pro(maps, masks) if has_pixels else None,
         "threshold": threshold,
@@ -283,13 +310,15 @@ def measure(parts: torch.Tensor, gamma: float, test: TestSet, image_size: int, t
 
 _COLUMNS = (("minutes", "min", "{:.1f}"), ("steps", "steps", "{}"), ("image_auroc", "AUROC", "{:.3f}"),
             ("auroc_st_half", "ST", "{:.3f}"), ("auroc_ae_half", "AE", "{:.3f}"),
-            ("auroc_smoothed_max", "smooth", "{:.3f}"), ("pixel_auroc", "pixAUROC", "{:.3f}"),
+            ("auroc_smoothed_max", "smooth", "{:.3f}"), ("auroc_balanced", "balanced", "{:.3f}"),
+            ("balanced_weight_ae", "wAE/wST", "{:.2f}"), ("pixel_auroc", "pixAUROC", "{:.3f}"),
             ("au_pro", "AU-PRO", "{:.3f}"), ("false_reject_rate", "FRR", "{:.1%}"),
             ("miss_rate", "miss", "{:.1%}"), ("synthetic_miss_rate", "synth.miss", "{:.1%}"),
             ("mean_score_train", "train", "{:.3f}"), ("mean_score_holdout", "held", "{:.3f}"),
             ("mean_score_test_good", "good", "{:.3f}"),
             ("mean_score_test_defective", "defect", "{:.3f}"), ("heldout_auroc", "h.AUROC", "{:.3f}"),
-            ("heldout_auroc_st", "h.ST", "{:.3f}"), ("heldout_auroc_ae", "h.AE", "{:.3f}"))
+            ("heldout_auroc_st", "h.ST", "{:.3f}"), ("heldout_auroc_ae", "h.AE", "{:.3f}"),
+            ("heldout_auroc_balanced", "h.bal", "{:.3f}"))
 
 
 def _header() -> str:
