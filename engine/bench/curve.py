@@ -209,9 +209,21 @@ def snapshot(run, cfg, good: list[np.ndarray], test: TestSet) -> dict:
         weights = balanced_weights(hold_parts)
         held_out = _held_out_separation(halves, run, cfg, hold.frames, hold_scores, synthetic,
                                         hold_parts, weights)
-    return {**measure(parts, gamma, test, cfg.model.image_size, estimate.threshold,
-                      np.asarray(hold_scores), train_scores.double().numpy(), synthetic, weights),
-            **held_out}
+    row = measure(parts, gamma, test, cfg.model.image_size, estimate.threshold,
+                  np.asarray(hold_scores), train_scores.double().numpy(), synthetic, weights)
+    return {**row, **balanced_rates(parts, hold_parts, weights, test, cfg), **held_out}
+
+
+def balanced_rates(parts, hold_parts, weights, test: TestSet, cfg) -> dict:
+    """False rejects and misses of the balanced score at the threshold the app's rule sets
+    from the held-out good parts' balanced scores (the same target false-reject rate)."""
+    from engine.calibration import estimate_threshold
+    threshold = estimate_threshold(_weighted_max(hold_parts, weights), cfg.target_frr,
+                                   cfg.seed).threshold
+    labels = np.array([t != "good" for t in test.types])
+    score = _weighted_max(parts, weights)
+    return {"balanced_false_reject_rate": float(np.mean(score[~labels] >= threshold)),
+            "balanced_miss_rate": float(np.mean(score[labels] < threshold))}
 
 
 def balanced_weights(hold_parts: torch.Tensor) -> tuple[float, float]:
@@ -313,7 +325,8 @@ _COLUMNS = (("minutes", "min", "{:.1f}"), ("steps", "steps", "{}"), ("image_auro
             ("auroc_smoothed_max", "smooth", "{:.3f}"), ("auroc_balanced", "balanced", "{:.3f}"),
             ("balanced_weight_ae", "wAE/wST", "{:.2f}"), ("pixel_auroc", "pixAUROC", "{:.3f}"),
             ("au_pro", "AU-PRO", "{:.3f}"), ("false_reject_rate", "FRR", "{:.1%}"),
-            ("miss_rate", "miss", "{:.1%}"), ("synthetic_miss_rate", "synth.miss", "{:.1%}"),
+            ("miss_rate", "miss", "{:.1%}"), ("balanced_false_reject_rate", "bal.FRR", "{:.1%}"),
+            ("balanced_miss_rate", "bal.miss", "{:.1%}"), ("synthetic_miss_rate", "synth.miss", "{:.1%}"),
             ("mean_score_train", "train", "{:.3f}"), ("mean_score_holdout", "held", "{:.3f}"),
             ("mean_score_test_good", "good", "{:.3f}"),
             ("mean_score_test_defective", "defect", "{:.3f}"), ("heldout_auroc", "h.AUROC", "{:.3f}"),
