@@ -62,6 +62,9 @@ class DistillConfig:
     lr_floor: float = 0.01
     weight_decay: float = 1e-5
     bf16: bool = True                    # autocast (backbone + PDN); loss and Adam in fp32
+    # "auto" = CUDA where present (the paper's whole budget is minutes on one GPU), else CPU.
+    # Augmentation stays on the CPU; the pool of views and targets lives on the device.
+    device: str = "cpu"
     checkpoint_minutes: float = 10.0
     seed: int = 0
     # A teacher file whose weights a new run starts from (e.g. the shipped one, to distil it
@@ -122,23 +125,25 @@ def load_chw(path: Path) -> torch.Tensor:
 def pdn_input(rgb512: torch.Tensor) -> torch.Tensor:
     """(B,3,512,512) in [0,1] -> (B,3,256,256) ImageNet-normalised, as engine.model expects."""
     x = F.interpolate(rgb512, size=PDN_INPUT, mode="bilinear", antialias=True, align_corners=False)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std
 
 
 class TargetMaker:
     """Backbone + PatchCore aggregation: (B,3,512,512) in [0,1] -> (B,384,64,64) fp32."""
 
-    def __init__(self, cfg: DistillConfig):
-        self.backbone = make_backbone(cfg.backbone, cfg.backbone_weights)
-        self.aggregate = PatchTarget.for_backbone(self.backbone, TEACHER_CHANNELS)
+    def __init__(self, cfg: DistillConfig, device: torch.device | None = None):
+        self.device = device or torch.device("cpu")
+        self.backbone = make_backbone(cfg.backbone, cfg.backbone_weights).to(self.device)
+        self.aggregate = PatchTarget.for_backbone(self.backbone, TEACHER_CHANNELS).to(self.device)
         self.bf16 = cfg.bf16
 
     @torch.no_grad()
     def __call__(self, rgb512: torch.Tensor) -> torch.Tensor:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            maps = self.backbone(rgb512)
+        """-> the target on the maker's device."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            maps = self.backbone(rgb512.to(self.device))
         return self.aggregate([m.float() for m in maps])        # aggregation in fp32
 
 
@@ -172,8 +177,8 @@ def target_stats(make: TargetMaker, paths: list[Path], views: int, augment, batc
         k = min(batch, views - done)
         rgb = torch.stack([augment(load_chw(paths[(done + j) % len(paths)])) for j in range(k)])
         t = make(rgb)[:, :, BORDER:-BORDER, BORDER:-BORDER].double()      # (k,384,56,56)
-        s1 += t.sum((0, 2, 3))
-        s2 += (t * t).sum((0, 2, 3))
+        s1 += t.sum((0, 2, 3)).cpu()
+        s2 += (t * t).sum((0, 2, 3)).cpu()
         count += t.shape[0] * t.shape[2] * t.shape[3]
         done += k
         if progress:
@@ -188,7 +193,7 @@ def target_stats(make: TargetMaker, paths: list[Path], views: int, augment, batc
 # -- checkpoints --------------------------------------------------------------------------
 def teacher_state(net: torch.nn.Sequential) -> dict[str, torch.Tensor]:
     """fp16 state_dict in the authors' nn.Sequential layout ("0.weight", "3.weight", ...)."""
-    return {k: v.detach().half().clone() for k, v in net.state_dict().items()}
+    return {k: v.detach().half().cpu().clone() for k, v in net.state_dict().items()}
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -214,12 +219,12 @@ def heldout_mse(net, make: TargetMaker, mean, std, paths: list[Path], seed: int 
     g = torch.get_rng_state()
     torch.manual_seed(seed)                       # the same views every time
     aug = make_augment()
-    rgb = torch.stack([aug(load_chw(p)) for p in paths])
+    rgb = torch.stack([aug(load_chw(p)) for p in paths]).to(make.device)
     torch.set_rng_state(g)
     total = 0.0
     for i in range(0, len(paths), 4):
         t = (make(rgb[i:i + 4]) - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(make.device.type, dtype=torch.bfloat16, enabled=bf16):
             out = net(pdn_input(rgb[i:i + 4])).float()                    # (b,384,56,56)
         total += float(((out - t[:, :, BORDER:-BORDER, BORDER:-BORDER]) ** 2).mean()) * len(out)
     return total / len(paths)
@@ -275,16 +280,18 @@ class _Distillation:
               progress, should_stop) -> "_Distillation":
         """New networks (in the seeded order a resume relies on), then the checkpoint's state
         or, for a first run, the target statistics."""
-        make = TargetMaker(cfg)
+        from engine.device import resolve_device
+        device = resolve_device(cfg.device)
+        make = TargetMaker(cfg, device)
         augment = make_augment()
-        net = pdn(cfg.size, TEACHER_CHANNELS, padding=False)
+        net = pdn(cfg.size, TEACHER_CHANNELS, padding=False).to(device)
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         run = cls(cfg, train_paths, held_eval, make, augment, net, opt)
         if run.ck_path.exists():
             ck = _read_checkpoint(run.ck_path)
             net.load_state_dict(ck["pdn"])
-            opt.load_state_dict(ck["opt"])
-            run.mean, run.std = ck["mean"], ck["std"]
+            opt.load_state_dict(ck["opt"])             # its state follows the weights' device
+            run.mean, run.std = ck["mean"].to(device), ck["std"].to(device)
             run.state = ck["state"]
             torch.set_rng_state(ck["torch_rng"])
             random.setstate(ck["py_rng"])
@@ -295,8 +302,9 @@ class _Distillation:
                 load_teacher_state(net, cfg.init)
                 progress(0.0, f"starting from the weights of {cfg.init}")
             t0 = time.time()
-            run.mean, run.std = target_stats(make, train_paths, cfg.stat_views, augment,
-                                             progress=progress, should_stop=should_stop)
+            mean, std = target_stats(make, train_paths, cfg.stat_views, augment,
+                                     progress=progress, should_stop=should_stop)
+            run.mean, run.std = mean.to(device), std.to(device)
             run.state["stats_seconds"] = time.time() - t0
         return run
 
@@ -304,7 +312,7 @@ class _Distillation:
         self.state["heldout"].append((self.state["step"], heldout_mse(
             self.net, self.make, self.mean, self.std, self.held_eval)))
         _atomic_save({"pdn": self.net.state_dict(), "opt": self.opt.state_dict(),
-                      "mean": self.mean, "std": self.std, "state": self.state,
+                      "mean": self.mean.cpu(), "std": self.std.cpu(), "state": self.state,
                       "config": asdict(self.cfg), "torch_rng": torch.get_rng_state(),
                       "py_rng": random.getstate()}, self.ck_path)
         _atomic_save(teacher_state(self.net), self.cfg.teacher_path())
@@ -315,7 +323,7 @@ class _Distillation:
         rgb = torch.stack([self.augment(load_chw(random.choice(self.train_paths)))
                            for _ in range(k)])
         t = (self.make(rgb) - self.mean.view(1, -1, 1, 1)) / self.std.view(1, -1, 1, 1)
-        return pdn_input(rgb), t.half()
+        return pdn_input(rgb.to(self.make.device)), t.half()
 
     def train(self, progress, should_stop) -> None:
         cfg, state = self.cfg, self.state
@@ -370,7 +378,7 @@ class _Distillation:
             xs.append(x)
             ys.append(y)
         x, y = torch.stack(xs), torch.stack(ys).float()     # (B,3,4n+29,4n+29), (B,384,n,n)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             out = self.net(x)
         loss = F.mse_loss(out.float(), y)
         self.opt.zero_grad(set_to_none=True)
@@ -492,6 +500,7 @@ def main(argv: list[str]) -> int:
         p.add_argument("--stat-views", type=int, default=DistillConfig.stat_views)
         p.add_argument("--checkpoint-minutes", type=float, default=DistillConfig.checkpoint_minutes)
         p.add_argument("--fp32", action="store_true", help="no bf16 autocast")
+        p.add_argument("--device", default="auto", help="auto (CUDA where present) | cpu | cuda")
         p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's choice)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--init", default="", metavar="TEACHER",
@@ -525,7 +534,7 @@ def main(argv: list[str]) -> int:
                             lr=a.lr, schedule=a.schedule, warmup=a.warmup,
                             crop_out=a.crop_out, batch=a.batch, pool_views=a.pool_views,
                             stat_views=a.stat_views, checkpoint_minutes=a.checkpoint_minutes,
-                            bf16=not a.fp32, seed=a.seed, init=a.init)
+                            bf16=not a.fp32, seed=a.seed, init=a.init, device=a.device)
         bar = ProgressBar("distill")
         try:
             path = distill(cfg, bar)

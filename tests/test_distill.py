@@ -145,3 +145,15 @@ def test_the_cosine_schedule_warms_up_decays_to_its_floor_and_drives_the_optimis
     assert ck["opt"]["param_groups"][0]["lr"] == pytest.approx(expected)
     with pytest.raises(InspectError, match="schedule must be"):
         distill(DistillConfig(**{**cfg.__dict__, "schedule": "step"}))
+
+
+def test_a_cuda_run_without_a_gpu_is_one_sentence(tmp_path):
+    """--device cuda on a machine without one is refused in words before any work."""
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    imgs = _images(tmp_path / "imgs", 5)
+    cfg = DistillConfig(images=str(imgs), work_dir=str(tmp_path / "w"), steps=1, crop_out=4,
+                        batch=2, pool_views=2, stat_views=2, holdout_every=5, device="cuda")
+    with pytest.raises(InspectError, match="no CUDA GPU is available"):
+        distill(cfg)
+    assert not (tmp_path / "w").exists()
