@@ -65,6 +65,9 @@ class DistillConfig:
     # "auto" = CUDA where present (the paper's whole budget is minutes on one GPU), else CPU.
     # Augmentation stays on the CPU; the pool of views and targets lives on the device.
     device: str = "cpu"
+    # Decoded photos kept in memory (on the device): on a GPU, decoding and augmenting a photo
+    # on the CPU for every step would take longer than the step. None = on a GPU only.
+    cache_images: bool | None = None
     checkpoint_minutes: float = 10.0
     seed: int = 0
     # A teacher file whose weights a new run starts from (e.g. the shipped one, to distil it
@@ -122,6 +125,22 @@ def load_chw(path: Path) -> torch.Tensor:
     return torch.from_numpy(load_rgb(path).copy()).permute(2, 0, 1)       # (3,H,W) uint8
 
 
+class PhotoSource:
+    """path -> (3,H,W) uint8 on `device`: decoded once and kept when `cache`, else each time."""
+
+    def __init__(self, device: torch.device, cache: bool):
+        self.device, self.cache = device, cache
+        self._kept: dict[Path, torch.Tensor] = {}
+
+    def __call__(self, path: Path) -> torch.Tensor:
+        if path in self._kept:
+            return self._kept[path]
+        photo = load_chw(path).to(self.device)
+        if self.cache:
+            self._kept[path] = photo
+        return photo
+
+
 def pdn_input(rgb512: torch.Tensor) -> torch.Tensor:
     """(B,3,512,512) in [0,1] -> (B,3,256,256) ImageNet-normalised, as engine.model expects."""
     x = F.interpolate(rgb512, size=PDN_INPUT, mode="bilinear", antialias=True, align_corners=False)
@@ -167,7 +186,7 @@ def max_offset(n: int) -> int:
 
 # -- statistics ---------------------------------------------------------------------------
 def target_stats(make: TargetMaker, paths: list[Path], views: int, augment, batch: int = 4,
-                 progress=None, should_stop=None) -> tuple[torch.Tensor, torch.Tensor]:
+                 progress=None, should_stop=None, load=load_chw) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean/std (384,) of the interior targets over `views` augmented views."""
     s1 = torch.zeros(TEACHER_CHANNELS, dtype=torch.float64)
     s2 = torch.zeros_like(s1)
@@ -175,7 +194,7 @@ def target_stats(make: TargetMaker, paths: list[Path], views: int, augment, batc
     done = 0
     while done < views:
         k = min(batch, views - done)
-        rgb = torch.stack([augment(load_chw(paths[(done + j) % len(paths)])) for j in range(k)])
+        rgb = torch.stack([augment(load(paths[(done + j) % len(paths)])) for j in range(k)])
         t = make(rgb)[:, :, BORDER:-BORDER, BORDER:-BORDER].double()      # (k,384,56,56)
         s1 += t.sum((0, 2, 3)).cpu()
         s2 += (t * t).sum((0, 2, 3)).cpu()
@@ -242,6 +261,9 @@ def distill(cfg: DistillConfig, progress: Callable[[float, str], None] = lambda 
     if cfg.schedule not in SCHEDULES:
         raise InspectError(f"The learning-rate schedule must be {spoken(SCHEDULES, quoted=True)}, "
                            f"not {cfg.schedule!r}.")
+    if not 1 <= cfg.refresh <= cfg.pool_views:
+        raise InspectError(f"--refresh must be between 1 and --pool-views ({cfg.pool_views}), "
+                           f"not {cfg.refresh}.")
     if max_offset(cfg.crop_out) < 0:
         raise InspectError(f"--crop-out {cfg.crop_out} is too large for a 256-px view (at most 48).")
     train_paths, held = split_images(cfg.images, cfg.holdout_every)
@@ -266,6 +288,7 @@ class _Distillation:
     augment: v2.Compose
     net: torch.nn.Sequential
     opt: torch.optim.Optimizer
+    photos: PhotoSource
     mean: torch.Tensor | None = None
     std: torch.Tensor | None = None
     state: dict = field(default_factory=lambda: {"step": 0, "seconds": 0.0, "history": [],
@@ -286,7 +309,8 @@ class _Distillation:
         augment = make_augment()
         net = pdn(cfg.size, TEACHER_CHANNELS, padding=False).to(device)
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        run = cls(cfg, train_paths, held_eval, make, augment, net, opt)
+        cache = device.type == "cuda" if cfg.cache_images is None else cfg.cache_images
+        run = cls(cfg, train_paths, held_eval, make, augment, net, opt, PhotoSource(device, cache))
         if run.ck_path.exists():
             ck = _read_checkpoint(run.ck_path)
             net.load_state_dict(ck["pdn"])
@@ -303,7 +327,7 @@ class _Distillation:
                 progress(0.0, f"starting from the weights of {cfg.init}")
             t0 = time.time()
             mean, std = target_stats(make, train_paths, cfg.stat_views, augment,
-                                     progress=progress, should_stop=should_stop)
+                                     progress=progress, should_stop=should_stop, load=run.photos)
             run.mean, run.std = mean.to(device), std.to(device)
             run.state["stats_seconds"] = time.time() - t0
         return run
@@ -320,7 +344,7 @@ class _Distillation:
     def new_views(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """k pool entries: normalised 256-px inputs (k,3,256,256), normalised targets
         (k,384,64,64) in fp16."""
-        rgb = torch.stack([self.augment(load_chw(random.choice(self.train_paths)))
+        rgb = torch.stack([self.augment(self.photos(random.choice(self.train_paths)))
                            for _ in range(k)])
         t = (self.make(rgb) - self.mean.view(1, -1, 1, 1)) / self.std.view(1, -1, 1, 1)
         return pdn_input(rgb.to(self.make.device)), t.half()
@@ -497,6 +521,8 @@ def main(argv: list[str]) -> int:
         p.add_argument("--crop-out", type=int, default=DistillConfig.crop_out)
         p.add_argument("--batch", type=int, default=DistillConfig.batch)
         p.add_argument("--pool-views", type=int, default=DistillConfig.pool_views)
+        p.add_argument("--refresh", type=int, default=DistillConfig.refresh,
+                       help="views of the pool replaced per step (the backbone runs on them)")
         p.add_argument("--stat-views", type=int, default=DistillConfig.stat_views)
         p.add_argument("--checkpoint-minutes", type=float, default=DistillConfig.checkpoint_minutes)
         p.add_argument("--fp32", action="store_true", help="no bf16 autocast")
@@ -533,6 +559,7 @@ def main(argv: list[str]) -> int:
                             backbone_weights=a.backbone_weights, steps=a.steps, minutes=a.minutes,
                             lr=a.lr, schedule=a.schedule, warmup=a.warmup,
                             crop_out=a.crop_out, batch=a.batch, pool_views=a.pool_views,
+                            refresh=a.refresh,
                             stat_views=a.stat_views, checkpoint_minutes=a.checkpoint_minutes,
                             bf16=not a.fp32, seed=a.seed, init=a.init, device=a.device)
         bar = ProgressBar("distill")

@@ -157,3 +157,20 @@ def test_a_cuda_run_without_a_gpu_is_one_sentence(tmp_path):
     with pytest.raises(InspectError, match="no CUDA GPU is available"):
         distill(cfg)
     assert not (tmp_path / "w").exists()
+
+
+def test_photos_kept_in_memory_train_the_same_weights(tmp_path):
+    """The GPU's photo cache changes where a photo comes from, not the random stream: two
+    steps with and without it give the same weights. A bad --refresh is one sentence."""
+    torch.set_num_threads(1)
+    imgs = _images(tmp_path / "imgs", 5)
+    base = dict(images=str(imgs), steps=2, crop_out=4, batch=2, pool_views=3, refresh=2,
+                stat_views=2, holdout_every=5)
+    weights = []
+    for cache in (False, True):
+        distill(DistillConfig(**base, work_dir=str(tmp_path / f"w{cache}"), cache_images=cache))
+        weights.append(torch.load(tmp_path / f"w{cache}" / "checkpoint.pt", weights_only=True)["pdn"])
+    for k in weights[0]:
+        assert torch.equal(weights[0][k], weights[1][k]), k
+    with pytest.raises(InspectError, match="--refresh must be between 1 and --pool-views"):
+        distill(DistillConfig(**{**base, "refresh": 4}, work_dir=str(tmp_path / "bad")))
