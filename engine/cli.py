@@ -72,6 +72,10 @@ def _add_train_options(p: argparse.ArgumentParser, default_steps: int) -> None:
                    help="training arithmetic; auto = bf16 mixed precision where supported")
     p.add_argument("--target-frr", type=_fraction, default=0.01,
                    help="share of good parts the default threshold may reject (0.01 or 1%%)")
+    p.add_argument("--halves", choices=("balanced", "equal"),
+                   default="balanced" if TrainConfig.balance_halves else "equal",
+                   help="weights of the map's two halves: balanced by how steady each one's "
+                        "maximum is on the held-out good parts, or the paper's equal weights")
     g = p.add_argument_group("small defects on large frames (see README: choosing size and tiling)")
     g.add_argument("--tiling", action="store_true",
                    help="cut frames into overlapping image-size tiles (autoencoder sees the whole frame)")
@@ -92,7 +96,8 @@ def _model_config(a: argparse.Namespace) -> ModelConfig:
 def _train_config(a: argparse.Namespace) -> TrainConfig:
     return TrainConfig(model=_model_config(a), steps=a.steps,
                        teacher=a.teacher, penalty=a.penalty, seed=a.seed, device=a.device,
-                       precision=a.precision, target_frr=a.target_frr, minutes=a.minutes)
+                       precision=a.precision, target_frr=a.target_frr, minutes=a.minutes,
+                       balance_halves=a.halves == "balanced")
 
 
 def _skip(path: Path, message: str) -> None:
@@ -338,13 +343,16 @@ def _calibrate_cmd(argv: list[str]) -> int:
     p.add_argument("--good", required=True, help="the folder of good images it was trained from")
     p.add_argument("--target-frr", type=_fraction, help="share of good parts the threshold may "
                    "reject (default: the model's own, 0.01 when it has none)")
+    p.add_argument("--halves", choices=("balanced", "equal"),
+                   help="weights of the map's two halves (default: the model's own)")
     p.add_argument("--out", help="model file to write (default: replace --model)")
     a = p.parse_args(argv)
     model, meta = load_checkpoint(a.model)
     images, _ = load_images(list_images(a.good), _skip)
     bar = ProgressBar("calibrate")
     try:
-        new = recalibrate(model, meta, images, a.target_frr, bar)
+        new = recalibrate(model, meta, images, a.target_frr, bar,
+                          None if a.halves is None else a.halves == "balanced")
     finally:
         bar.close()
     new["recalibrated_from"], new["model_id"] = meta.get("model_id"), uuid.uuid4().hex[:12]

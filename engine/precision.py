@@ -173,13 +173,13 @@ def path_map(parts: torch.Tensor, weights: tuple[float, float, float]) -> torch.
     return parts[:, 0:1] * w_st + parts[:, 1:2] * w_ae + c
 
 
-def weights_from_parts(parts: np.ndarray, q_a: float, q_b: float) -> tuple[float, float, float]:
+def weights_from_parts(parts: np.ndarray, q_a: float, q_b: float,
+                       balance: bool = False) -> tuple[float, float, float]:
     """The map weights from the held-out parts (N,2,s,s), as training maps M_ST and M_AE."""
-    from engine.train import quantile
+    from engine.train import map_normalisation
     ws, c = [], 0.0
-    for k in (0, 1):
-        qa, qb = quantile(parts[:, k], q_a), quantile(parts[:, k], q_b)
-        span = max(qb - qa, 1e-9)                 # a constant map would divide by zero
+    for qa, qb in map_normalisation(parts[:, 0:1], parts[:, 1:2], q_a, q_b, balance):
+        span = qb - qa
         ws.append(0.05 / span)
         c -= 0.05 * qa / span
     return ws[0], ws[1], c
@@ -214,6 +214,7 @@ class CheckSet:
     q_b: float
     target_frr: float
     seed: int
+    balance: bool = False               # the halves weighted as Learn's calibration weighs them
 
 
 def quantise_int8(model, good: torch.Tensor) -> bytes:
@@ -277,7 +278,7 @@ def calibrate_path(model, path: str, device: torch.device, check: CheckSet,
         graph = quantise_int8(model, check.good)
     run = parts_runner(model, path, device, graph)
     good_parts = _parts_of(run, check.good, device)
-    weights = weights_from_parts(good_parts, check.q_a, check.q_b)
+    weights = weights_from_parts(good_parts, check.q_a, check.q_b, check.balance)
     s = model.config.image_size
     good = _scores(good_parts, weights, s)
     estimate = estimate_threshold(good, check.target_frr, check.seed)

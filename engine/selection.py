@@ -26,6 +26,7 @@ class Selector:
     bad_x: torch.Tensor                      # (M,3,S,S) uint8 synthetic defects' views
     q_a: float = 0.9
     q_b: float = 0.995
+    balance: bool = False                    # the halves' weights as calibration sets them
     bf16: bool = False                       # the checks in training's bf16 autocast
     history: list = field(default_factory=list)    # [step, separation, margin]
     best: tuple[float, float] | None = None
@@ -53,7 +54,7 @@ class Selector:
         # in training's precision.
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
             m_st, m_ae = raw_holdout_maps(model, self.good_x, device)
-            set_map_quantiles(model, m_st, m_ae, self.q_a, self.q_b)
+            set_map_quantiles(model, m_st, m_ae, self.q_a, self.q_b, self.balance)
             good = scores_from_maps(model, m_st, m_ae)
             bad = scores_from_maps(model, *raw_holdout_maps(model, self.bad_x, device))
         for k, v in saved.items():                    # calibration sets them for real later
@@ -129,4 +130,4 @@ def make_selector(cfg, hold_frames: list[np.ndarray], hold_x: torch.Tensor, text
         return None
     defects = make_defects(hold_frames, PER_KIND, cfg.seed + 1, textures, min_side_px=min_side_px)
     bad_x = torch.stack([views(d.image) for d in defects])
-    return Selector(hold_x, bad_x, cfg.q_a, cfg.q_b, bf16)
+    return Selector(hold_x, bad_x, cfg.q_a, cfg.q_b, cfg.balance_halves, bf16)

@@ -63,6 +63,9 @@ class TrainConfig:
     holdout_fraction: float = 0.1       # of the GOOD images, for map quantiles and threshold
     q_a: float = 0.9
     q_b: float = 0.995
+    # Each half of the map weighted by how steady its maximum is on held-out good parts
+    # (map_normalisation); False: the paper's equal pixel-quantile weights.
+    balance_halves: bool = False
     teacher: str = "default"            # "default" (shipped file), a path, or "random"
     penalty: str = "default"            # "default" (shipped folder), a folder, or "none"
     seed: int = 0
@@ -127,16 +130,45 @@ def quantile(values: np.ndarray | torch.Tensor, q: float) -> float:
 
 @torch.no_grad()
 def set_map_quantiles(model: EfficientAD, m_st: np.ndarray, m_ae: np.ndarray,
-                      q_a: float = 0.9, q_b: float = 0.995) -> None:
-    """Store the q_a / q_b quantiles of held-out raw M_ST and M_AE in the model."""
-    model.q_st_a.fill_(quantile(m_st, q_a))
-    model.q_st_b.fill_(quantile(m_st, q_b))
-    model.q_ae_a.fill_(quantile(m_ae, q_a))
-    model.q_ae_b.fill_(quantile(m_ae, q_b))
-    # Degenerate maps (e.g. a constant image set) would divide by zero.
-    for a_, b_ in ((model.q_st_a, model.q_st_b), (model.q_ae_a, model.q_ae_b)):
-        if float(b_ - a_) < 1e-9:
-            b_.copy_(a_ + 1e-6)
+                      q_a: float = 0.9, q_b: float = 0.995, balance: bool = False) -> None:
+    """Store the normalisation of held-out raw M_ST and M_AE (N,1,s,s) in the model: the
+    q_a / q_b quantiles, with `balance` the q_b moved as `map_normalisation` says."""
+    for (a_, b_), (qa, qb) in zip(((model.q_st_a, model.q_st_b), (model.q_ae_a, model.q_ae_b)),
+                                  map_normalisation(m_st, m_ae, q_a, q_b, balance)):
+        a_.fill_(qa)
+        b_.fill_(qb)
+
+
+def map_normalisation(m_st, m_ae, q_a: float, q_b: float, balance: bool
+                      ) -> tuple[tuple[float, float], tuple[float, float]]:
+    """-> ((a, b) for M_ST, (a, b) for M_AE): each half maps as 0.1·(M − a)/(b − a).
+
+    The paper's a, b are the q_a, q_b quantiles of the half's held-out pixels. That weighs
+    the halves alike pixel by pixel, but the image score is the map's maximum: a half whose
+    maximum scatters over good parts (an autoencoder that has not settled in a CPU budget,
+    README: "What more training buys") then decides the ranking. `balance` rescales each
+    half so that its image maxima over the held-out good parts spread alike (weights
+    1/spread, mean 1, folded into b): a steady half counts more, a scattered one less, and
+    two halves that scatter alike keep the paper's map."""
+    bounds = []
+    for m in (m_st, m_ae):
+        a, b = quantile(m, q_a), quantile(m, q_b)
+        bounds.append((a, b if b - a >= 1e-9 else a + 1e-6))  # a constant map divides by zero
+    if not balance or len(m_st) < 3:
+        return bounds[0], bounds[1]
+    peaks = [0.1 * (np.asarray(m, np.float64).reshape(len(m), -1).max(1) - a) / (b - a)
+             for m, (a, b) in zip((m_st, m_ae), bounds)]
+    w_st, w_ae = half_weights(peaks[0], peaks[1])
+    (a0, b0), (a1, b1) = bounds
+    return (a0, a0 + (b0 - a0) / w_st), (a1, a1 + (b1 - a1) / w_ae)
+
+
+def half_weights(peaks_st: np.ndarray, peaks_ae: np.ndarray) -> tuple[float, float]:
+    """Each half's image maxima over the held-out good parts (N,) -> its weight: the inverse
+    of their spread (standard deviation), the two weights' mean 1."""
+    inverse = np.array([1.0 / max(float(np.std(p, ddof=1)), 1e-9) for p in (peaks_st, peaks_ae)])
+    w = inverse / inverse.mean()
+    return float(w[0]), float(w[1])
 
 
 def hard_feature_loss(distance: torch.Tensor, p_hard: float) -> torch.Tensor:
@@ -874,14 +906,14 @@ def _calibrate(model: EfficientAD, cfg: TrainConfig, hold: _HeldOut, textures, d
     (held-out scores, ThresholdEstimate, SyntheticCheck or None, meta entries of the paths)."""
     if hold.layouts is None:
         m_st, m_ae = raw_holdout_maps(model, hold.views, device)
-        set_map_quantiles(model, m_st, m_ae, cfg.q_a, cfg.q_b)
+        set_map_quantiles(model, m_st, m_ae, cfg.q_a, cfg.q_b, cfg.balance_halves)
         score = lambda frames, views, layouts: _holdout_scores(model, views, device)
     else:                   # every tile of every held-out frame: the scorer's fast convs
         from engine.fast import scoring_copy
         fast = scoring_copy(model, device)
         m_st, m_ae = _layout_holdout_maps(fast, hold.layouts, hold.frames, device)
         for m in (model, fast):         # the copy scores with them too (may be model itself)
-            set_map_quantiles(m, m_st, m_ae, cfg.q_a, cfg.q_b)
+            set_map_quantiles(m, m_st, m_ae, cfg.q_a, cfg.q_b, cfg.balance_halves)
         score = lambda frames, views, layouts: _layout_holdout_scores(fast, layouts, frames, device)
     hold_scores = (scores_from_maps(model, m_st, m_ae) if hold.layouts is None
                    else score(hold.frames, hold.views, hold.layouts))
@@ -913,21 +945,25 @@ def _calibrate_paths(synthetic, model, cfg: TrainConfig, hold_views, defect_view
     defects (engine/precision.py) -> the meta entries "paths", "paths_reference"."""
     from engine import precision
     check = precision.CheckSet(hold_views.float() / 255, defect_views.float() / 255, tuple(kinds),
-                               cfg.q_a, cfg.q_b, cfg.target_frr, cfg.seed)
+                               cfg.q_a, cfg.q_b, cfg.target_frr, cfg.seed, cfg.balance_halves)
     fp32_auroc = precision.heldout_auroc(np.asarray(hold_scores), np.asarray(defect_scores))
     return precision.calibrate_paths(model.eval(), device, check, fp32_auroc, progress,
                                      fp32_missed=synthetic.missed)
 
 
 def recalibrate(model: EfficientAD, meta: dict, images: list[np.ndarray],
-                target_frr: float | None = None, progress: Progress = lambda f, m: None) -> dict:
+                target_frr: float | None = None, progress: Progress = lambda f, m: None,
+                balance_halves: bool | None = None) -> dict:
     """A trained model's map quantiles, threshold and synthetic check done again with the
-    rule of this version (and, if given, another target false-reject rate), on the same
-    held-out parts: `images` are the good images it was trained from, in the same order.
-    -> the new meta (the model's quantiles are updated in place)."""
+    rule of this version (and, if given, another target false-reject rate or weighting of
+    the map's halves), on the same held-out parts: `images` are the good images it was
+    trained from, in the same order. -> the new meta (the model's quantiles are updated in
+    place)."""
     cfg = train_config_from_dict(meta.get("train_config", {}))
     if target_frr is not None:
         cfg = replace(cfg, target_frr=target_frr)
+    if balance_halves is not None:
+        cfg = replace(cfg, balance_halves=balance_halves)
     layouts = _with_layout(cfg, images)[1] if cfg.model.uses_layout else None
     hold_idx = _recorded_holdout(meta, len(images)) or _split(len(images), cfg.holdout_fraction, cfg.seed)[1]
     s = cfg.model.image_size
@@ -941,10 +977,14 @@ def recalibrate(model: EfficientAD, meta: dict, images: list[np.ndarray],
     hold_scores, estimate, synthetic, paths = _calibrate(model.eval(), cfg, hold,
                                                          _load_penalty(cfg, progress), device, progress)
     old = np.asarray(meta.get("holdout_scores", []), dtype=np.float64)
-    if old.shape == hold_scores.shape and not np.allclose(old, hold_scores, rtol=0.02, atol=1e-3):
+    same_rule = balance_halves is None or balance_halves == train_config_from_dict(
+        meta.get("train_config", {})).balance_halves
+    if same_rule and old.shape == hold_scores.shape and not np.allclose(old, hold_scores, rtol=0.02,
+                                                                        atol=1e-3):
         progress(1.0, "WARNING: the held-out parts score differently than when the model was "
                       "trained: are these the images it was trained from?")
     return {**meta, **_threshold_meta(cfg, hold_scores, estimate, synthetic, paths),
+            "train_config": {**meta.get("train_config", {}), "balance_halves": cfg.balance_halves},
             "recalibrated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 

@@ -125,3 +125,29 @@ def test_calibrate_sets_the_threshold_again_for_another_target(tmp_path, capsys)
     with pytest.raises(SystemExit) as exit_:
         main.main(["calibrate", "--model", str(model), "--good", str(good), "--target-frr", "70%"])
     assert exit_.value.code == 2 and "between 0 and 0.5" in capsys.readouterr().err
+
+
+def test_calibrate_can_weigh_the_halves_again_and_the_model_remembers_it(tmp_path):
+    """calibrate --halves balanced: the same weights, the halves weighted as the balanced
+    rule says; the model file records the rule, and a later calibrate keeps it."""
+    from engine.model import load_checkpoint
+    from engine.train import map_normalisation
+    base = write_mvtec(tmp_path, "widget", n_train=30)
+    good, model = base / "train" / "good", tmp_path / "m.pt"
+    assert main.main(["train", "--good", str(good), "--out", str(model), "--halves", "equal"] + TINY) == 0
+    net, meta = load_checkpoint(model)
+    assert meta["train_config"]["balance_halves"] is False
+    out = tmp_path / "b.pt"
+    assert main.main(["calibrate", "--model", str(model), "--good", str(good),
+                      "--halves", "balanced", "--out", str(out)]) == 0
+    bal, mb = load_checkpoint(out)
+    assert mb["train_config"]["balance_halves"] is True
+    assert float(bal.q_st_a) == pytest.approx(float(net.q_st_a))      # offsets stay
+    gains = [(float(net.q_st_b - net.q_st_a)) / float(bal.q_st_b - bal.q_st_a),
+             (float(net.q_ae_b - net.q_ae_a)) / float(bal.q_ae_b - bal.q_ae_a)]
+    assert np.mean(gains) == pytest.approx(1.0, rel=1e-4) and gains[0] != pytest.approx(gains[1])
+    again = tmp_path / "again.pt"
+    assert main.main(["calibrate", "--model", str(out), "--good", str(good), "--out", str(again)]) == 0
+    _, ma = load_checkpoint(again)
+    assert ma["train_config"]["balance_halves"] is True
+    assert np.allclose(ma["holdout_scores"], mb["holdout_scores"], rtol=1e-4)

@@ -16,7 +16,8 @@ README, "Scoring speed"), `--fp32` for the exact path. Each snapshot reports:
                  decide); pixel AUROC and AU-PRO (maps and masks at most 512 px on their
                  long side); mean image score of training, held-out, good test and defective
                  test images (how far the student has learnt its own training images
-                 beyond the good parts it has not seen); "balanced": the image AUROC with
+                 beyond the good parts it has not seen); the state is calibrated with the
+                 paper's equal weights, and "balanced" is the image AUROC with
                  each half weighted by the inverse spread of its image maximum over the
                  held-out good parts (`balanced_weights`), and that weight ratio
   rates          false rejects and misses at the default threshold, next to the synthetic
@@ -94,7 +95,7 @@ def _bench(a: argparse.Namespace) -> int:
     cfg = TrainConfig(model=ModelConfig(size=a.size, image_size=a.image_size), steps=10 ** 9,
                       teacher="random" if backbone else a.teacher, penalty=a.penalty,
                       seed=a.seed, device="cpu", lr=a.lr,
-                      select_best=False, reduced_paths=False,
+                      select_best=False, reduced_paths=False, balance_halves=False,
                       precision="fp32" if a.fp32 else "auto")
     skip = lambda path, msg: print(f"skipped {path}: {msg}", flush=True)
     good, _ = load_images(list_images(check.good_dir), skip)
@@ -228,12 +229,11 @@ def balanced_rates(parts, hold_parts, weights, test: TestSet, cfg) -> dict:
 
 def balanced_weights(hold_parts: torch.Tensor) -> tuple[float, float]:
     """Weights for the ST and AE halves (mean 1) that give each the same spread of its image
-    maximum over the held-out good parts: a half whose maxima on good parts scatter (an
-    autoencoder that has not settled) counts for less in the image score, a steady one for
-    more. Good parts only; a diagnostic here, measured beside the app's equal weights."""
-    spread = hold_parts.amax(dim=(2, 3)).double().std(0).clamp_min(1e-9)   # (2,)
-    w = (1.0 / spread) / (1.0 / spread).mean()
-    return float(w[0]), float(w[1])
+    maximum over the held-out good parts (engine.train.map_normalisation's balanced rule,
+    applied to a state calibrated with equal weights): measured beside the app's score."""
+    from engine.train import half_weights
+    peaks = hold_parts.amax(dim=(2, 3)).double().numpy()                  # (H,2)
+    return half_weights(peaks[:, 0], peaks[:, 1])
 
 
 def _held_out_separation(halves, run, cfg, hold_frames, hold_scores, synthetic,
