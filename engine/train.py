@@ -736,6 +736,9 @@ def _steps(run: _Run, should_stop, progress) -> None:
     model.autoencoder.train()
     t0, window, run.done = time.time(), [], run.start_step
     for step in range(run.start_step, cfg.steps):
+        # Before the stop test too: a selection check can carry the time from under the
+        # drop past the end, and the run must still end at the lowered rate it has reached.
+        budget.drop_lr(run.opt)
         if budget.over():
             break
         if should_stop():
