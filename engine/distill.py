@@ -499,46 +499,51 @@ def evaluate_teacher(teacher: str, images: str, checkpoint: str | Path, data: st
 
 
 # -- command line -------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    """distill-teacher's options (main runs them)."""
+    p = argparse.ArgumentParser(prog="python main.py distill-teacher", description=__doc__.split("\n")[0])
+    p.add_argument("--images", help="folder of natural images (e.g. ImageNet photos)")
+    p.add_argument("--work-dir", default=None, help="checkpoints and exports (default runs/distill-SIZE)")
+    p.add_argument("--out", default="", help="teacher file (default WORK_DIR/teacher_SIZE.pth)")
+    p.add_argument("--size", choices=MODEL_SIZES, default="small")
+    p.add_argument("--backbone", choices=["efficientnet-lite0", "efficientnet-lite2", "wide_resnet101_2"],
+                   default="efficientnet-lite0")
+    p.add_argument("--backbone-weights", default=None, help="ImageNet weights file for the backbone")
+    p.add_argument("--steps", type=int, default=DistillConfig.steps)
+    p.add_argument("--minutes", type=float, default=0.0, help="stop after this much training time")
+    p.add_argument("--lr", type=float, default=DistillConfig.lr,
+                   help="learning rate (the peak for --schedule cosine)")
+    p.add_argument("--schedule", choices=SCHEDULES, default=DistillConfig.schedule)
+    p.add_argument("--warmup", type=int, default=DistillConfig.warmup,
+                   help="steps of linear warm-up to --lr")
+    p.add_argument("--crop-out", type=int, default=DistillConfig.crop_out)
+    p.add_argument("--batch", type=int, default=DistillConfig.batch)
+    p.add_argument("--pool-views", type=int, default=DistillConfig.pool_views)
+    p.add_argument("--refresh", type=int, default=DistillConfig.refresh,
+                   help="views of the pool replaced per step (the backbone runs on them)")
+    p.add_argument("--stat-views", type=int, default=DistillConfig.stat_views)
+    p.add_argument("--checkpoint-minutes", type=float, default=DistillConfig.checkpoint_minutes)
+    p.add_argument("--fp32", action="store_true", help="no bf16 autocast")
+    p.add_argument("--device", default="auto", help="auto (CUDA where present) | cpu | cuda")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's choice)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", default="", metavar="TEACHER",
+                   help="start a new run from this teacher file's weights (e.g. "
+                        "resources/teachers/teacher_small.pth, to distil it further)")
+    p.add_argument("--evaluate", metavar="TEACHER", default=None,
+                   help="measure a teacher file (or 'random') against WORK_DIR/checkpoint.pt's "
+                        "target and the --probe-data categories, print JSON, exit")
+    p.add_argument("--probe-data", default="../shared/data")
+    p.add_argument("--export", action="store_true",
+                   help="only write the teacher file from WORK_DIR/checkpoint.pt and exit")
+    return p
+
+
 def main(argv: list[str]) -> int:
     from engine.cli import ProgressBar
 
     def run(argv: list[str]) -> int:
-        p = argparse.ArgumentParser(prog="python main.py distill-teacher", description=__doc__.split("\n")[0])
-        p.add_argument("--images", help="folder of natural images (e.g. ImageNet photos)")
-        p.add_argument("--work-dir", default=None, help="checkpoints and exports (default runs/distill-SIZE)")
-        p.add_argument("--out", default="", help="teacher file (default WORK_DIR/teacher_SIZE.pth)")
-        p.add_argument("--size", choices=MODEL_SIZES, default="small")
-        p.add_argument("--backbone", choices=["efficientnet-lite0", "efficientnet-lite2", "wide_resnet101_2"],
-                       default="efficientnet-lite0")
-        p.add_argument("--backbone-weights", default=None, help="ImageNet weights file for the backbone")
-        p.add_argument("--steps", type=int, default=DistillConfig.steps)
-        p.add_argument("--minutes", type=float, default=0.0, help="stop after this much training time")
-        p.add_argument("--lr", type=float, default=DistillConfig.lr,
-                       help="learning rate (the peak for --schedule cosine)")
-        p.add_argument("--schedule", choices=SCHEDULES, default=DistillConfig.schedule)
-        p.add_argument("--warmup", type=int, default=DistillConfig.warmup,
-                       help="steps of linear warm-up to --lr")
-        p.add_argument("--crop-out", type=int, default=DistillConfig.crop_out)
-        p.add_argument("--batch", type=int, default=DistillConfig.batch)
-        p.add_argument("--pool-views", type=int, default=DistillConfig.pool_views)
-        p.add_argument("--refresh", type=int, default=DistillConfig.refresh,
-                       help="views of the pool replaced per step (the backbone runs on them)")
-        p.add_argument("--stat-views", type=int, default=DistillConfig.stat_views)
-        p.add_argument("--checkpoint-minutes", type=float, default=DistillConfig.checkpoint_minutes)
-        p.add_argument("--fp32", action="store_true", help="no bf16 autocast")
-        p.add_argument("--device", default="auto", help="auto (CUDA where present) | cpu | cuda")
-        p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's choice)")
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--init", default="", metavar="TEACHER",
-                       help="start a new run from this teacher file's weights (e.g. "
-                            "resources/teachers/teacher_small.pth, to distil it further)")
-        p.add_argument("--evaluate", metavar="TEACHER", default=None,
-                       help="measure a teacher file (or 'random') against WORK_DIR/checkpoint.pt's "
-                            "target and the --probe-data categories, print JSON, exit")
-        p.add_argument("--probe-data", default="../shared/data")
-        p.add_argument("--export", action="store_true",
-                       help="only write the teacher file from WORK_DIR/checkpoint.pt and exit")
-        a = p.parse_args(argv)
+        a = _parser().parse_args(argv)
         if a.threads:
             torch.set_num_threads(a.threads)
         work = a.work_dir or f"runs/distill-{a.size}"
