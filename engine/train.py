@@ -965,6 +965,7 @@ def recalibrate(model: EfficientAD, meta: dict, images: list[np.ndarray],
     cfg = train_config_from_dict(meta.get("train_config", {}))
     if target_frr is not None:
         cfg = replace(cfg, target_frr=target_frr)
+    same_rule = balance_halves is None or balance_halves == cfg.balance_halves
     if balance_halves is not None:
         cfg = replace(cfg, balance_halves=balance_halves)
     layouts = _with_layout(cfg, images)[1] if cfg.model.uses_layout else None
@@ -980,8 +981,6 @@ def recalibrate(model: EfficientAD, meta: dict, images: list[np.ndarray],
     hold_scores, estimate, synthetic, paths = _calibrate(model.eval(), cfg, hold,
                                                          _load_penalty(cfg, progress), device, progress)
     old = np.asarray(meta.get("holdout_scores", []), dtype=np.float64)
-    same_rule = balance_halves is None or balance_halves == train_config_from_dict(
-        meta.get("train_config", {})).balance_halves
     if same_rule and old.shape == hold_scores.shape and not np.allclose(old, hold_scores, rtol=0.02,
                                                                         atol=1e-3):
         progress(1.0, "WARNING: the held-out parts score differently than when the model was "
