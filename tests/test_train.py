@@ -109,20 +109,59 @@ def test_resume_refuses_other_images(tmp_path):
         train(cfg, parts(8, 1), resume_path=resume)
 
 
-def test_a_time_budget_stops_the_steps_and_drops_the_learning_rate(tmp_path):
+class StepClock:
+    """A clock the test moves: each training step takes one second, each part the model
+    maps takes `per_part` seconds; nothing else takes time."""
+
+    def __init__(self, monkeypatch, per_part: float = 0.0):
+        import engine.train as T
+        from engine.model import EfficientAD
+        self.now, self.lrs = 0.0, []
+        step, raw_maps = T.train_step, EfficientAD.raw_maps
+
+        def timed_step(model, opt, *a, **k):
+            self.lrs.append(opt.param_groups[0]["lr"])
+            self.now += 1.0
+            return step(model, opt, *a, **k)
+
+        def timed_maps(model, x):
+            self.now += per_part * len(x)
+            return raw_maps(model, x)
+        monkeypatch.setattr(T, "train_step", timed_step)
+        monkeypatch.setattr(EfficientAD, "raw_maps", timed_maps)
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_time_budget_stops_the_steps_and_drops_the_learning_rate(tmp_path, monkeypatch):
     """--minutes: the steps end when the budget is spent (the step count only caps it),
     the learning rate drops at 95% of the time, and the file says what happened."""
     resume = tmp_path / "run.partial.pt"
-    cfg = tiny_cfg(steps=10**6, minutes=0.1, precision="fp32")
-    result = train(cfg, parts(8, 0), resume_path=resume)
+    clock = StepClock(monkeypatch)
+    cfg = tiny_cfg(steps=10**6, minutes=1.0, precision="fp32")
+    result = train(cfg, parts(8, 0), resume_path=resume, clock=clock)
     meta = result.meta
-    assert 1 <= meta["steps"] < 10**6 and meta["stopped_by"] == "time" and meta["minutes"] == 0.1
+    assert meta["steps"] == 60 and meta["stopped_by"] == "time" and meta["minutes"] == 1.0
+    assert clock.lrs == [cfg.lr] * 57 + [pytest.approx(0.1 * cfg.lr)] * 3
     state = torch.load(resume, weights_only=True)          # kept until the caller saves
-    assert state["step"] == meta["steps"] and state["budget_s"] > 0
-    assert state["elapsed_s"] >= state["budget_s"]
+    assert state["step"] == 60 and state["budget_s"] == 60.0 and state["elapsed_s"] == 60.0
     assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.1 * cfg.lr)
     with pytest.raises(InspectError, match="positive number of minutes"):
         tiny_cfg(minutes=float("nan"))
+
+
+@pytest.mark.parametrize("per_part", [0.05, 0.2])
+def test_calibration_after_the_steps_is_inside_the_time_budget(monkeypatch, per_part):
+    """The steps leave room for what comes after them: however long the model takes per
+    part, the whole Learn (selection checks, held-out maps, synthetic defects) takes its
+    minutes, no more (give or take the one step that begins before the end) and not
+    much less (the room kept is what those take, measured on the model, not a guess)."""
+    clock = StepClock(monkeypatch, per_part)
+    cfg = tiny_cfg(steps=10**6, minutes=2.0, precision="fp32", reduced_paths=False)
+    result = train(cfg, parts(20, 0), clock=clock)
+    assert 120.0 - 2.0 <= clock() <= 120.0 + 1.0
+    assert result.meta["steps"] >= 20 and result.meta["stopped_by"] == "time"
 
 
 def test_one_training_step_alone():
