@@ -207,6 +207,8 @@ def evaluate(check: CategoryCheck, cfg, progress=lambda f, m: None, skip=lambda 
     overall = _metrics(scored, None, thr)
     return {
         "category": check.base.name, "steps": int(result.meta.get("steps", cfg.steps)),
+        # the step whose state Learn kept (engine/selection.py); None: the last, by rule
+        "selected_step": result.meta.get("selected_step"),
         "size": cfg.model.size,
         "kind": cfg.model.kind, "model": model_title(asdict(cfg.model)),
         "model_file_mb": (Path(save_model).stat().st_size / 1e6 if save_model   # written above

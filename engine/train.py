@@ -720,6 +720,10 @@ def _restore_or_init(run: _Run, state: dict | None, started: float, clock: Clock
     _teacher_stats(run.model, stats_x, run.device, run.bf16)
     calibration_s = 0.0 if run.cfg.minutes is None else _calibration_seconds(run, hold_frames, clock)
     run.budget = _Budget.for_run(run.cfg, started, calibration_s, clock)
+    if run.budget.seconds is not None and run.budget.seconds < 0.25 * 60.0 * run.cfg.minutes:
+        progress(0.0, f"WARNING: checking the model after training takes about "
+                      f"{calibration_s / 60:.1f} of the {run.cfg.minutes:g} minutes here, which "
+                      f"leaves {run.budget.seconds / 60:.1f} min for training: give Learn more time.")
 
 
 def _calibration_seconds(run: _Run, hold_frames: list[np.ndarray], clock: Clock) -> float:

@@ -68,6 +68,7 @@ def test_pixel_metrics_only_where_masks_exist_and_the_record_is_complete(tmp_pat
     assert res["n_defective"] == 7
     # what was run, for the record
     assert res["seed"] == 0 and res["steps"] == 20 and res["train_minutes"] > 0
+    assert 1 <= res["selected_step"] <= 20          # the state Learn kept
     assert res["teacher"] == "random" and res["teacher_sha256"] is None
     assert res["app_version"].startswith("0.1.0")
     syn = res["synthetic_check"]

@@ -164,6 +164,18 @@ def test_calibration_after_the_steps_is_inside_the_time_budget(monkeypatch, per_
     assert result.meta["steps"] >= 20 and result.meta["stopped_by"] == "time"
 
 
+def test_a_budget_mostly_spent_on_the_checks_says_so(monkeypatch):
+    """When checking the model after the steps would take most of the minutes, Learn says
+    how long that takes and how little is left to train, in words, before it trains."""
+    clock = StepClock(monkeypatch, per_part=0.6)
+    said = []
+    cfg = tiny_cfg(steps=10**6, minutes=1.0, precision="fp32", reduced_paths=False)
+    train(cfg, parts(20, 0), progress=lambda f, m: said.append(m), clock=clock)
+    warning = [m for m in said if m.startswith("WARNING: checking the model")]
+    assert len(warning) == 1 and "give Learn more time" in warning[0]
+    assert said.index(warning[0]) < min(i for i, m in enumerate(said) if m.startswith("step "))
+
+
 def test_one_training_step_alone():
     """train_step(batch) -> the four loss terms; repeated on one batch they fall; a batch
     that makes the loss NaN is refused before any weight changes."""
