@@ -49,8 +49,9 @@ Clock = Callable[[], float]           # seconds, monotonic: what a time budget i
 # One reduced-precision path's calibration (build it, score the held-out parts and the
 # synthetic defects) as a share of the exact model's pass over the same parts. Measured on
 # the 2-core EPYC, 761 magnetic_tile images, 256 px: 4 paths took 88 s, the exact pass 86 s
-# (torch-bf16 19 s, openvino-bf16 18 s, openvino-int8 with the quantisation 18 s,
-# onnxruntime-int8 31 s); a third more than the slowest, for CPUs that differ.
+# (torch-bf16 19 s, openvino-bf16 18 s, openvino-int8 with the quantisation 31 s,
+# onnxruntime-int8 20 s): 0.26 of it each on average, 0.36 the slowest; a quarter more than
+# the slowest, for CPUs that differ.
 PATH_CALIBRATION_SHARE = 0.45
 
 
