@@ -612,7 +612,8 @@ def _train(cfg, images, progress, should_stop, resume_path, names=None,
     run.selector = make_selector(run.cfg, hold_frames, run.hold_x, run.penalty_images,
                                  lambda im: _views(im, None, s)[0],
                                  _min_defect_px(run.cfg.model, hold_frames[0]), run.bf16)
-    _restore_or_init(run, state, budget_started, clock, hold_frames, progress)
+    _restore_or_init(run, state, progress)
+    run.budget = _make_budget(run, state, budget_started, clock, hold_frames, progress)
     del state                                 # a second copy of every weight
     _steps(run, should_stop, progress)
     selected = run.done if run.selector is None else run.selector.restore_best(run.model, run.done)
@@ -696,15 +697,12 @@ def _prepare(cfg: TrainConfig, images, names, resume_path, progress) -> tuple[_R
     return run, state
 
 
-def _restore_or_init(run: _Run, state: dict | None, started: float, clock: Clock,
-                     hold_frames: list[np.ndarray], progress) -> None:
-    """A resumed run gets its weights, optimizer, random state and time budget back; a new
-    one measures the teacher's channel statistics and, under a time budget, what the
-    calibration after the steps will take."""
+def _restore_or_init(run: _Run, state: dict | None, progress) -> None:
+    """A resumed run gets its weights, optimizer, random state and selection checks back; a
+    new one measures the teacher's channel statistics."""
     if state is not None:
         run.start_step, run.losses = restore_resume(run.resume_path, state, run.model, run.opt,
                                                     run.sched, run.gen)
-        run.budget = _Budget(run.cfg, state["budget_s"] or None, state["elapsed_s"], clock)
         if run.selector is not None and "selection" in state:   # files before it have none
             problem = run.selector.load_state(state["selection"], run.model)
             if problem:
@@ -719,12 +717,31 @@ def _restore_or_init(run: _Run, state: dict | None, started: float, clock: Clock
                  for i in range(4 * len(run.train_scaled))]
         stats_x = torch.cat([run.train_x, torch.stack(tiles)])
     _teacher_stats(run.model, stats_x, run.device, run.bf16)
-    calibration_s = 0.0 if run.cfg.minutes is None else _calibration_seconds(run, hold_frames, clock)
-    run.budget = _Budget.for_run(run.cfg, started, calibration_s, clock)
-    if run.budget.seconds is not None and run.budget.seconds < 0.25 * 60.0 * run.cfg.minutes:
+
+
+def _make_budget(run: _Run, state: dict | None, started: float, clock: Clock,
+                 hold_frames: list[np.ndarray], progress) -> "_Budget":
+    """A resumed run's budget as its file left it; a new one's: the minutes less what came
+    before the steps (`started`: clock() when Learn began) and what follows them, with a
+    warning in words when that leaves under a quarter of the minutes to train."""
+    cfg = run.cfg
+    if state is not None:
+        return _Budget(cfg, state["budget_s"] or None, state["elapsed_s"], clock)
+    if cfg.minutes is None:
+        return _Budget(cfg, None, clock=clock)
+    after_s = _calibration_seconds(run, hold_frames, clock)
+    budget = _Budget(cfg, max(1.0, cfg.minutes * 60.0 - (clock() - started) - after_s), clock=clock)
+    if budget.seconds < 0.25 * 60.0 * cfg.minutes:
         progress(0.0, f"WARNING: checking the model after training takes about "
-                      f"{calibration_s / 60:.1f} of the {run.cfg.minutes:g} minutes here, which "
-                      f"leaves {run.budget.seconds / 60:.1f} min for training: give Learn more time.")
+                      f"{after_s / 60:.1f} of the {cfg.minutes:g} minutes here, which "
+                      f"leaves {budget.seconds / 60:.1f} min for training: give Learn more time.")
+    return budget
+
+
+def _calibrates_paths(cfg: TrainConfig, layouts) -> bool:
+    """Whether calibration also calibrates the reduced-precision paths (engine/precision.py):
+    they are checked on synthetic defects, and score whole frames only."""
+    return cfg.reduced_paths and cfg.synthetic_per_kind > 0 and layouts is None
 
 
 def _calibration_seconds(run: _Run, hold_frames: list[np.ndarray], clock: Clock) -> float:
@@ -734,13 +751,13 @@ def _calibration_seconds(run: _Run, hold_frames: list[np.ndarray], clock: Clock)
     calibration's held-out parts and synthetic defects), plus each reduced-precision path's
     share of calibration (PATH_CALIBRATION_SHARE)."""
     cfg, k = run.cfg, min(4, len(run.hold_idx))
-    layouts = None if run.layouts is None else [run.layouts[i] for i in run.hold_idx]
 
     def probe(n: int) -> None:
-        if layouts is None:
+        if run.layouts is None:
             raw_holdout_maps(run.model, run.hold_x[:n], run.device)
         else:
-            _layout_holdout_maps(run.model, layouts[:n], hold_frames[:n], run.device)
+            layouts = [run.layouts[i] for i in run.hold_idx[:n]]
+            _layout_holdout_maps(run.model, layouts, hold_frames[:n], run.device)
     probe(1)
     t = clock()
     probe(k)
@@ -749,7 +766,7 @@ def _calibration_seconds(run: _Run, hold_frames: list[np.ndarray], clock: Clock)
     n_parts = len(run.hold_idx) + len(KINDS) * cfg.synthetic_per_kind
     last_check = 0 if run.selector is None else len(run.selector.good_x) + len(run.selector.bad_x)
     n_paths = 0
-    if cfg.reduced_paths and cfg.synthetic_per_kind > 0 and run.layouts is None:
+    if _calibrates_paths(cfg, run.layouts):
         from engine.precision import reduced_paths_here
         n_paths = len(reduced_paths_here(run.device))
     return per_part * (last_check + n_parts * (1.0 + PATH_CALIBRATION_SHARE * n_paths))
@@ -852,16 +869,6 @@ class _Budget:
     def __post_init__(self) -> None:
         if self.t0 is None:
             self.t0 = self.clock()
-
-    @classmethod
-    def for_run(cls, cfg: TrainConfig, started: float, calibration_s: float,
-                clock: Clock) -> "_Budget":
-        """The steps get the whole budget less what came before them (`started`: clock()
-        when Learn began) and what calibration will take after them."""
-        if cfg.minutes is None:
-            return cls(cfg, None, clock=clock)
-        return cls(cfg, max(1.0, cfg.minutes * 60.0 - (clock() - started) - calibration_s),
-                   clock=clock)
 
     def used(self) -> float:
         return self.elapsed + self.clock() - self.t0
@@ -982,7 +989,7 @@ def _calibrate(model: EfficientAD, cfg: TrainConfig, hold: _HeldOut, textures, d
     kinds = [d.kind for d in defects]
     synthetic = check_threshold(scores, kinds, estimate.threshold)
     paths = {}
-    if hold.layouts is None and cfg.reduced_paths and isinstance(model, EfficientAD):
+    if _calibrates_paths(cfg, hold.layouts) and isinstance(model, EfficientAD):
         paths = _calibrate_paths(synthetic, model, cfg, hold.views, views, kinds, hold_scores,
                                  scores, device, progress)
     return hold_scores, estimate, synthetic, paths

@@ -153,9 +153,7 @@ def run_curve(cfg, good: list[np.ndarray], test: TestSet, marks: list[float],
     if backbone:
         from engine.backbones import BackboneTeacher
         run.model.teacher = BackboneTeacher(backbone, cfg.model.out_channels).to(run.device)
-    # no time budget here (the marks are the curve's own), so no clock to count it on
-    _restore_or_init(run, None, time.monotonic(), time.monotonic,
-                     [good[i] for i in run.hold_idx], lambda f, m: None)
+    _restore_or_init(run, None, lambda f, m: None)
     trained_s, step, marks = time.time() - started, 0, list(marks)
     _training_mode(run.model)
     while marks:
